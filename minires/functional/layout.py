@@ -1,0 +1,36 @@
+"""Channel-major memory behind NCHW shapes: the layout the convolution GEMM wants.
+
+A convolution done as one GEMM, ``W (C_out, C_in*kh*kw) @ cols (C_in*kh*kw, N*OH*OW)``, produces
+its output as a (C_out, N*OH*OW) matrix: channel-major. Copying that into NCHW order would cost a
+full transposed copy per layer, and the next layer's im2col (and batch norm, which reduces per
+channel) would want channel-major again. So minires never makes that copy: an activation has the
+NCHW *shape* everyone expects, ``(N, C, H, W)``, but is a transposed *view* of a contiguous
+``(C, N, H, W)`` array. Elementwise NumPy/CuPy ops keep their inputs' memory order, so ReLU, the
+residual addition and their gradients stay channel-major too, for free.
+
+Everything still works on a plain C-contiguous NCHW array; it just costs one copy in
+:func:`channels_first_2d`.
+"""
+from .. import backend
+
+
+def channels_first_2d(a):
+    """(N, C, ...) array -> (C, N*...) matrix; a view when ``a`` is channel-major, else a copy."""
+    return a.swapaxes(0, 1).reshape(a.shape[1], -1)
+
+
+def from_channels_first_2d(m, shape):
+    """(C, N*...) matrix -> array of NCHW ``shape`` viewing the same memory."""
+    n, c = shape[0], shape[1]
+    return m.reshape((c, n) + tuple(shape[2:])).swapaxes(0, 1)
+
+
+def empty_channel_major(shape, dtype, like):
+    """An uninitialised array of NCHW ``shape`` laid out channel-major, on ``like``'s device."""
+    xp = backend.get_array_module(like)
+    return xp.empty((shape[1], shape[0]) + tuple(shape[2:]), dtype=dtype).swapaxes(0, 1)
+
+
+def zeros_channel_major(shape, dtype, like):
+    xp = backend.get_array_module(like)
+    return xp.zeros((shape[1], shape[0]) + tuple(shape[2:]), dtype=dtype).swapaxes(0, 1)

@@ -1,0 +1,104 @@
+"""Batch normalisation (Ioffe & Szegedy, 2015), per channel, as ResNet uses it after every conv.
+
+For each channel c, over the M = N*H*W values x_m of that channel in the batch:
+
+    mu = mean(x),  var = mean((x - mu)^2)            (biased: this normalises the batch)
+    xhat = (x - mu) / sqrt(var + eps),  y = gamma * xhat + beta
+
+Backward, in the compact closed form (g = dL/dy, sums over the M values of the channel):
+
+    dbeta = sum(g),  dgamma = sum(g * xhat)
+    dx = gamma / sqrt(var + eps) * (g - dbeta / M - xhat * dgamma / M)
+
+The last two terms are what batch statistics add: every x moves mu and var, so every output
+of the channel depends on every input. Drop either and the gradient is wrong, yet sum(y) stays
+N*sum(beta) for any x, which is why gradcheck contracts with a random upstream gradient.
+
+Running statistics (used in eval mode) follow PyTorch: r = (1 - momentum) * r + momentum * stat,
+with the *unbiased* variance var * M / (M - 1).
+"""
+from .. import backend
+from ..autograd import Function, Tensor
+from .layout import channels_first_2d, from_channels_first_2d
+
+
+class BatchNorm(Function):
+    """Inputs x (N, C, ...), gamma (C,), beta (C,). Works on the (C, M) channel-major matrix."""
+
+    def __init__(self, training, running_mean, running_var, momentum, eps):
+        self.training, self.momentum, self.eps = training, momentum, eps
+        self.running_mean, self.running_var = running_mean, running_var
+
+    def forward(self, x, gamma, beta):
+        xp = backend.get_array_module(x)
+        m = channels_first_2d(x)  # (C, M)
+        M = m.shape[1]
+        if self.training:
+            mu = m.mean(axis=1)
+            centred = m - mu[:, None]
+            var = xp.einsum("cm,cm->c", centred, centred) / M
+            if self.running_mean is not None:
+                mom = self.momentum
+                self.running_mean *= 1 - mom
+                self.running_mean += mom * mu
+                self.running_var *= 1 - mom
+                self.running_var += (mom * M / (M - 1)) * var
+        else:
+            mu, var = self.running_mean, self.running_var
+            centred = m - mu[:, None]
+        invstd = 1 / xp.sqrt(var + self.eps)
+        # y = gamma * invstd * (x - mu) + beta, computed in the buffer of (x - mu).
+        centred *= (gamma * invstd)[:, None]
+        centred += beta[:, None]
+        self.x, self.mu, self.invstd, self.gamma = x, mu, invstd, gamma
+        return from_channels_first_2d(centred, x.shape)
+
+    def backward(self, gy):
+        g = channels_first_2d(gy)
+        M = g.shape[1]
+        xhat = channels_first_2d(self.x) - self.mu[:, None]
+        xhat *= self.invstd[:, None]  # recomputed rather than stored: one activation less per layer
+        dbeta = g.sum(axis=1)
+        dgamma = backend.get_array_module(g).einsum("cm,cm->c", g, xhat)
+        dx = None
+        if self.needs_input_grad[0]:
+            scale = (self.gamma * self.invstd)[:, None]
+            if self.training:
+                xhat *= (dgamma / M)[:, None]
+                dx = g - xhat
+                dx -= (dbeta / M)[:, None]
+                dx *= scale
+            else:  # running statistics are constants: y is affine in x
+                dx = g * scale
+            dx = from_channels_first_2d(dx, gy.shape)
+        return dx, dgamma, dbeta
+
+
+def batch_norm(x, weight, bias, running_mean, running_var, training, momentum=0.1, eps=1e-5):
+    """Per-channel batch norm of x (N, C, H, W) or (N, C).
+
+    weight (gamma) and bias (beta) are (C,) tensors or None (then 1 and 0). running_mean and
+    running_var are (C,) arrays updated in place when ``training``; in eval mode they normalise x.
+    """
+    if x.ndim not in (2, 4):
+        raise ValueError(f"batch_norm: x must be (N, C) or (N, C, H, W), got shape {x.shape}")
+    C = x.shape[1]
+    xp = backend.get_array_module(x.data)
+    weight = weight if weight is not None else Tensor._wrap(xp.ones(C, dtype=x.dtype))
+    bias = bias if bias is not None else Tensor._wrap(xp.zeros(C, dtype=x.dtype))
+    for name, t in (("weight", weight), ("bias", bias), ("running_mean", running_mean), ("running_var", running_var)):
+        if t is not None and tuple(t.shape) != (C,):
+            raise ValueError(f"batch_norm: {name} must have shape ({C},) for {C} channels, got {tuple(t.shape)}")
+    for name, t in (("running_mean", running_mean), ("running_var", running_var)):
+        if t is not None and (t.dtype != x.dtype or backend.device_of(t) != x.device):
+            raise TypeError(f"batch_norm: {name} is {t.dtype} on {backend.device_of(t)}, "
+                            f"expected {x.dtype} on {x.device} like x")
+    if training:
+        M = x.size // C
+        if M < 2:
+            raise ValueError(f"batch_norm: training needs more than one value per channel, got x of shape {x.shape}")
+    elif running_mean is None or running_var is None:
+        raise ValueError("batch_norm: eval mode (training=False) needs running_mean and running_var")
+    if not 0 <= momentum <= 1:
+        raise ValueError(f"batch_norm: momentum must be in [0, 1], got {momentum}")
+    return BatchNorm(training, running_mean, running_var, momentum, eps)(x, weight, bias)

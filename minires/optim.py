@@ -1,0 +1,98 @@
+"""Stochastic gradient descent with momentum and weight decay, and the paper's step schedule.
+
+SGD (PyTorch's formulation, dampening 0), for each parameter p with gradient g:
+
+    g <- g + weight_decay * p                 (L2 regularisation, 1e-4 in the paper)
+    v <- momentum * v + g                     (v starts as g; momentum 0.9 in the paper)
+    p <- p - lr * v                           (nesterov: p <- p - lr * (g + momentum * v))
+
+MultiStepLR multiplies the learning rate by gamma at each milestone epoch: the paper divides it
+by 10 at 32k and 48k iterations (CIFAR) or when the error plateaus (ImageNet).
+"""
+import numpy as np
+
+from . import backend
+from .autograd import no_grad
+
+
+class SGD:
+    def __init__(self, params, lr, momentum=0.9, weight_decay=1e-4, nesterov=False):
+        self.params = list(params)
+        if not self.params:
+            raise ValueError("SGD: got an empty parameter list")
+        if lr <= 0:
+            raise ValueError(f"SGD: lr must be > 0, got {lr}")
+        if not 0 <= momentum < 1:
+            raise ValueError(f"SGD: momentum must be in [0, 1), got {momentum}")
+        if weight_decay < 0:
+            raise ValueError(f"SGD: weight_decay must be >= 0, got {weight_decay}")
+        if nesterov and momentum == 0:
+            raise ValueError("SGD: nesterov needs momentum > 0")
+        self.lr, self.momentum, self.weight_decay, self.nesterov = lr, momentum, weight_decay, nesterov
+        self.velocity = [None] * len(self.params)
+
+    def zero_grad(self):
+        for p in self.params:
+            p.grad = None
+
+    def step(self):
+        with no_grad():
+            for i, p in enumerate(self.params):
+                if p.grad is None:
+                    continue
+                g = p.grad
+                if self.weight_decay:
+                    g = g + self.weight_decay * p.data
+                if self.momentum:
+                    v = self.velocity[i]
+                    if v is None:
+                        v = self.velocity[i] = g.copy()
+                    else:
+                        v *= self.momentum
+                        v += g
+                    g = g + self.momentum * v if self.nesterov else v
+                p.data -= self.lr * g
+
+    def state_dict(self):
+        """{"lr": ..., "velocity.{i}": array} — enough to resume exactly."""
+        state = {"lr": np.float64(self.lr)}
+        for i, v in enumerate(self.velocity):
+            if v is not None:
+                state[f"velocity.{i}"] = backend.as_numpy(v).copy()
+        return state
+
+    def load_state_dict(self, state):
+        self.lr = float(state["lr"])
+        for i, p in enumerate(self.params):
+            v = state.get(f"velocity.{i}")
+            if v is not None and tuple(v.shape) != p.shape:
+                raise ValueError(f"SGD.load_state_dict: velocity.{i} has shape {tuple(v.shape)}, "
+                                 f"the parameter has {p.shape}")
+            xp = backend.get_array_module(p.data)
+            self.velocity[i] = None if v is None else xp.asarray(np.asarray(v, dtype=p.dtype))
+
+
+class MultiStepLR:
+    """lr = base_lr * gamma ** (number of milestones <= epoch); call ``step()`` once per epoch."""
+
+    def __init__(self, optimizer, milestones, gamma=0.1):
+        milestones = list(milestones)
+        if milestones != sorted(milestones):
+            raise ValueError(f"MultiStepLR: milestones must be increasing, got {milestones}")
+        self.optimizer, self.milestones, self.gamma = optimizer, milestones, gamma
+        self.base_lr = optimizer.lr
+        self.epoch = 0
+
+    def get_lr(self):
+        return self.base_lr * self.gamma ** sum(m <= self.epoch for m in self.milestones)
+
+    def step(self):
+        self.epoch += 1
+        self.optimizer.lr = self.get_lr()
+
+    def state_dict(self):
+        return {"epoch": self.epoch, "base_lr": self.base_lr}
+
+    def load_state_dict(self, state):
+        self.epoch, self.base_lr = int(state["epoch"]), float(state["base_lr"])
+        self.optimizer.lr = self.get_lr()

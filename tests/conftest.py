@@ -1,0 +1,41 @@
+"""Shared test fixtures.
+
+Device: tests that take the ``device`` fixture run once per backend. By default that is "cpu"
+and "gpu"; the GPU run is skipped, with the reason, when CuPy or a GPU is missing. Select one
+with ``pytest --device gpu`` (or MINIRES_TEST_DEVICE=gpu) to run every such test on CuPy only.
+"""
+import os
+
+import numpy as np
+import pytest
+
+from minires import backend
+
+
+def pytest_addoption(parser):
+    parser.addoption("--device", default=os.environ.get("MINIRES_TEST_DEVICE", "all"),
+                     choices=["all", "cpu", "gpu"], help="which backend the device-parametrised tests use")
+
+
+def pytest_generate_tests(metafunc):
+    if "device" in metafunc.fixturenames:
+        choice = metafunc.config.getoption("--device")
+        devices = ["cpu", "gpu"] if choice == "all" else [choice]
+        metafunc.parametrize("device", devices, indirect=True)
+
+
+@pytest.fixture
+def device(request):
+    if request.param == "gpu" and not backend.gpu_available():
+        pytest.skip("no CUDA GPU with CuPy on this machine (the GPU backend is tested where one is present)")
+    return request.param
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(1234)
+
+
+def on(device, a):
+    """A NumPy array moved to ``device``."""
+    return backend.to_device(np.asarray(a), device)
