@@ -8,6 +8,8 @@
     loss        softmax_cross_entropy
     shortcut    pad_channels (the option-A shortcut)
 """
+import numpy as np
+
 from .activation import relu
 from .basic import (add, broadcast_to, div, exp, getitem, log, matmul, max, maximum, mean, mul, neg, pow,
                     reshape, sub, sum, transpose, unbroadcast)
@@ -20,4 +22,5 @@ from .shortcut import pad_channels
 
 def flatten(x, start_dim=1):
     """Merge all dimensions from ``start_dim`` on: (N, C, H, W) -> (N, C*H*W)."""
-    return reshape(x, x.shape[:start_dim] + (-1,))
+    # The size is spelled out rather than -1, which is ambiguous for an empty batch.
+    return reshape(x, x.shape[:start_dim] + (int(np.prod(x.shape[start_dim:])),))

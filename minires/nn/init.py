@@ -22,18 +22,19 @@ def _fans(shape):
 
 def _fill(tensor, values):
     xp = backend.get_array_module(tensor.data)
-    tensor.data[...] = xp.asarray(values.astype(tensor.dtype))
+    tensor.data[...] = xp.asarray(values.astype(tensor.dtype, copy=False))
     return tensor
 
 
 def normal_(tensor, mean=0.0, std=1.0, rng=None):
+    # Drawn on the CPU in the tensor's own precision: the same numbers on every device.
     rng = rng or backend.default_rng()
-    return _fill(tensor, rng.normal(mean, std, size=tensor.shape))
+    return _fill(tensor, rng.standard_normal(tensor.shape, dtype=tensor.dtype) * std + mean)
 
 
 def uniform_(tensor, low=-1.0, high=1.0, rng=None):
     rng = rng or backend.default_rng()
-    return _fill(tensor, rng.uniform(low, high, size=tensor.shape))
+    return _fill(tensor, rng.random(tensor.shape, dtype=tensor.dtype) * (high - low) + low)
 
 
 def kaiming_normal_(tensor, mode="fan_out", rng=None):

@@ -46,12 +46,15 @@ class Module:
     def __setattr__(self, name, value):
         if "_parameters" not in self.__dict__:
             raise RuntimeError(f"{type(self).__name__}: call super().__init__() before assigning attributes")
+        target = self._parameters if isinstance(value, Parameter) else (
+            self._modules if isinstance(value, Module) else None)
         for table in (self._parameters, self._buffers, self._modules):
-            table.pop(name, None)
-        if isinstance(value, Parameter):
-            self._parameters[name] = value
-        elif isinstance(value, Module):
-            self._modules[name] = value
+            if table is not target:
+                table.pop(name, None)
+        if target is not None:
+            # Replacing a registered name keeps its place (as in PyTorch): popping it first would
+            # move it to the end and change a Sequential's order and the state_dict's.
+            target[name] = value
         else:
             object.__setattr__(self, name, value)
 
