@@ -101,7 +101,7 @@ def test_basic_block_gradcheck(shortcut, in_planes, planes, stride):
     assert mr.gradcheck(lambda x, *p: block(x), x, *params, atol=1e-5, rtol=1e-3)
 
 
-@pytest.mark.parametrize("shortcut", ["B", "C", None])
+@pytest.mark.parametrize("shortcut", ["A", "B", "C", None])
 @pytest.mark.parametrize("stride_in_1x1", [False, True])
 def test_bottleneck_gradcheck(shortcut, stride_in_1x1):
     mr.manual_seed(2)

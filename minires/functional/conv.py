@@ -118,7 +118,11 @@ def im2col(a, kh, kw, stride=1, padding=0, out=None):
         out = xp.empty((C * kh * kw, N * OH * OW), dtype=a.dtype)
     elif out.shape != (C * kh * kw, N * OH * OW):
         raise ValueError(f"im2col: out has shape {out.shape}, expected {(C * kh * kw, N * OH * OW)}")
-    out.reshape(C, kh, kw, N, OH, OW)[...] = windows
+    dst = out.reshape(C, kh, kw, N, OH, OW)
+    if xp is np:
+        backend.parallel_for(C, lambda lo, hi: np.copyto(dst[lo:hi], windows[lo:hi]), out.nbytes)
+    else:
+        dst[...] = windows
     return out
 
 
@@ -137,9 +141,16 @@ def col2im(cols, input_shape, kh, kw, stride=1, padding=0):
     xp = backend.get_array_module(cols)
     out = xp.zeros((C, N, H + 2 * padding, W + 2 * padding), dtype=cols.dtype)
     blocks = cols.reshape(C, kh, kw, N, OH, OW)
-    for i in range(kh):
-        for j in range(kw):
-            out[:, :, i:i + stride * OH:stride, j:j + stride * OW:stride] += blocks[:, i, j]
+
+    def add_back(lo, hi):  # channels lo..hi-1
+        for i in range(kh):
+            for j in range(kw):
+                out[lo:hi, :, i:i + stride * OH:stride, j:j + stride * OW:stride] += blocks[lo:hi, i, j]
+
+    if xp is np:
+        backend.parallel_for(C, add_back, cols.nbytes)
+    else:
+        add_back(0, C)
     return out[:, :, padding:padding + H, padding:padding + W].swapaxes(0, 1)
 
 
@@ -151,17 +162,29 @@ class Conv2d(Function):
     Backward recomputes the columns instead of keeping them from the forward pass: they are
     kh*kw times the size of x, and keeping one set per layer would multiply a ResNet's activation
     memory several times over, while the recompute is one copy into the shared workspace.
+
+    Two shortcuts, both exact: a 1x1 stride-1 convolution needs no im2col (its columns are x
+    itself, viewed as (C, N*H*W)); and for stride 1 the input gradient is computed as a
+    convolution of dy with the flipped kernel (a gather: im2col + GEMM) instead of GEMM +
+    col2im (a scatter-add), which moves less memory. ``col2im`` serves every other stride.
     """
 
     def __init__(self, stride, padding):
         self.stride, self.padding = stride, padding
 
+    def _columns(self, x, kh, kw):
+        s, p = self.stride, self.padding
+        if kh == kw == 1 and s == 1 and p == 0:
+            return channels_first_2d(x)
+        N, C = x.shape[:2]
+        OH, OW = _out_size(x.shape[2], kh, s, p), _out_size(x.shape[3], kw, s, p)
+        return im2col(x, kh, kw, s, p, out=_workspace((C * kh * kw, N * OH * OW), x.dtype, x))
+
     def forward(self, x, w, b=None):
         C_out, C, kh, kw = w.shape
         N = x.shape[0]
         OH, OW = _out_size(x.shape[2], kh, self.stride, self.padding), _out_size(x.shape[3], kw, self.stride, self.padding)
-        cols = im2col(x, kh, kw, self.stride, self.padding, out=_workspace((C * kh * kw, N * OH * OW), x.dtype, x))
-        y = w.reshape(C_out, -1) @ cols
+        y = w.reshape(C_out, -1) @ self._columns(x, kh, kw)  # (C_out, N*OH*OW): channel-major
         if b is not None:
             y += b[:, None]
         self.x, self.w, self.has_bias = x, w, b is not None
@@ -174,15 +197,27 @@ class Conv2d(Function):
         gy2 = channels_first_2d(gy)  # (C_out, N*OH*OW)
         need_x, need_w = self.needs_input_grad[:2]
         gx = gw = gb = None
-        cols = _workspace((C * kh * kw, gy2.shape[1]), x.dtype, x)
         if need_w:
-            im2col(x, kh, kw, s, p, out=cols)
-            gw = (gy2 @ cols.T).reshape(w.shape)
+            gw = (gy2 @ self._columns(x, kh, kw).T).reshape(w.shape)
         if self.has_bias and self.needs_input_grad[2]:
             gb = gy2.sum(axis=1)
         if need_x:
-            xp.matmul(w.reshape(C_out, -1).T, gy2, out=cols)  # dcols, in the same workspace
-            gx = col2im(cols, x.shape, kh, kw, s, p)
+            if kh == kw == 1 and s == 1 and p == 0:
+                gx2 = w.reshape(C_out, C).T @ gy2
+            elif s == 1 and kh == kw and p < kh:
+                # dx = conv(dy, w flipped in space with in/out channels swapped, padding kh-1-p)
+                w_flip = w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3).reshape(C, -1)
+                N, H, W = x.shape[0], x.shape[2], x.shape[3]
+                cols = _workspace((C_out * kh * kw, N * H * W), gy.dtype, gy)
+                gx2 = w_flip @ im2col(gy, kh, kw, 1, kh - 1 - p, out=cols)
+            else:
+                dcols = _workspace((C * kh * kw, gy2.shape[1]), gy.dtype, gy)
+                xp.matmul(w.reshape(C_out, -1).T, gy2, out=dcols)
+                return self._grads(col2im(dcols, x.shape, kh, kw, s, p), gw, gb)
+            gx = from_channels_first_2d(gx2, x.shape)
+        return self._grads(gx, gw, gb)
+
+    def _grads(self, gx, gw, gb):
         return (gx, gw, gb) if self.has_bias else (gx, gw)
 
 

@@ -1,0 +1,111 @@
+"""Batch norm (training mode), forward + backward: DeZero-style composition, minires, PyTorch.
+
+The issue's shape, N128 16ch 32x32: the first stage of a CIFAR ResNet. One call = forward with
+batch statistics (running statistics updated), then backward with a fixed random upstream
+gradient, giving dx, dgamma and dbeta. As for the convolution, minires gets channel-major x and
+dy (its own activations' layout); the others get C-contiguous NCHW.
+"""
+import numpy as np
+
+import minires as mr
+from minires import functional as F
+
+from . import references as ref
+from .conv import channel_major
+from .harness import (Case, Device, assert_close, load_torch, median_ratio, time_interleaved, timing_table,
+                      torch_device, torch_sync)
+
+SHAPES = [(128, 16, 32, 32)]
+QUICK_SHAPES = [(8, 16, 32, 32)]
+
+
+def make_inputs(shape, seed=0):
+    """x (N, C, H, W) off zero mean and unit scale, gamma, beta, and an upstream gradient."""
+    rng = np.random.default_rng(seed)
+    C = shape[1]
+    x = (rng.standard_normal(shape) * 2 + 0.5).astype(np.float32)
+    gamma = rng.uniform(0.5, 1.5, C).astype(np.float32)
+    beta = rng.standard_normal(C).astype(np.float32)
+    gy = rng.standard_normal(shape, dtype=np.float32)
+    return x, gamma, beta, gy
+
+
+def minires_fn(dev, x, gamma, beta, gy):
+    """One minires batch-norm forward + backward; returns (y, dx, dgamma, dbeta)."""
+    C = x.shape[1]
+    xt = mr.Tensor(channel_major(dev.xp, dev.put(x)), requires_grad=True)
+    gt, bt = mr.Tensor(dev.put(gamma), requires_grad=True), mr.Tensor(dev.put(beta), requires_grad=True)
+    rm, rv = dev.xp.zeros(C, dtype=np.float32), dev.xp.ones(C, dtype=np.float32)
+    g = channel_major(dev.xp, dev.put(gy))
+
+    def run():
+        xt.grad = gt.grad = bt.grad = None
+        y = F.batch_norm(xt, gt, bt, rm, rv, training=True)
+        y.backward(g)
+        return y.data, xt.grad, gt.grad, bt.grad
+    return run
+
+
+def dezero_fn(dev, x, gamma, beta, gy):
+    C = x.shape[1]
+    x, gamma, beta, gy = dev.put(x), dev.put(gamma), dev.put(beta), dev.put(gy)
+    rm, rv = dev.xp.zeros(C, dtype=np.float32), dev.xp.ones(C, dtype=np.float32)
+
+    def run():
+        y, cache = ref.dezero_batch_norm(x, gamma, beta, rm, rv)
+        return (y,) + ref.dezero_batch_norm_backward(gy, cache)
+    return run
+
+
+def torch_fn(torch, cfg, x, gamma, beta, gy):
+    dev = torch_device(torch, cfg)
+    xt = torch.from_numpy(x).to(dev).requires_grad_()
+    gt = torch.from_numpy(gamma).to(dev).requires_grad_()
+    bt = torch.from_numpy(beta).to(dev).requires_grad_()
+    rm, rv = torch.zeros(x.shape[1], device=dev), torch.ones(x.shape[1], device=dev)
+    g = torch.from_numpy(gy).to(dev)
+
+    def run():
+        xt.grad = gt.grad = bt.grad = None
+        y = torch.nn.functional.batch_norm(xt, rm, rv, gt, bt, training=True)
+        y.backward(g)
+        return y, xt.grad, gt.grad, bt.grad
+    return run
+
+
+def check(shape, dev, torch=None, cfg=None):
+    """Assert that every implementation gives minires's y, dx, dgamma and dbeta."""
+    args = make_inputs(shape)
+    want = minires_fn(dev, *args)()
+    others = [("DeZero-style", dezero_fn(dev, *args))]
+    if torch is not None:
+        others.append(("torch", torch_fn(torch, cfg, *args)))
+    for name, fn in others:
+        for part, a, b in zip(("y", "dx", "dgamma", "dbeta"), fn(), want):
+            # dx is a small difference of large terms (g - mean(g) - xhat * mean(g * xhat)):
+            # float32 leaves it a few 1e-5 of its scale apart between summation orders.
+            assert_close(f"batch norm {name} {part}", a, b, rtol=1e-3 if part == "dx" else 1e-4)
+
+
+def run(cfg):
+    dev = Device(cfg.device)
+    torch, torch_note = load_torch(cfg)
+    impls = ["DeZero-style", "minires", "torch"]
+    rows = []
+    for shape in QUICK_SHAPES if cfg.quick else SHAPES:
+        N, C, H, W = shape
+        args = make_inputs(shape)
+        check(shape, dev, torch, cfg)
+        cases = [Case("minires", minires_fn(dev, *args), dev.sync),
+                 Case("DeZero-style", dezero_fn(dev, *args), dev.sync)]
+        if torch is not None:
+            cases.append(Case("torch", torch_fn(torch, cfg, *args), torch_sync(torch, cfg)))
+        rows.append((f"batch norm N{N} {C}ch {H}x{W}, fwd+bwd", time_interleaved(cases, cfg.repeats)))
+    notes = ["Training mode (batch statistics, running statistics updated); each implementation was "
+             "first checked against minires (y, dx, dgamma, dbeta)."]
+    if torch_note:
+        notes.append(torch_note)
+    table = timing_table(f"Batch norm ({cfg.device})", rows, impls,
+                         ratios=[("minires", "torch"), ("DeZero-style", "torch")], notes=notes)
+    goals = [(work, median_ratio(times, "minires", "torch"), 2.0) for work, times in rows]
+    return [table], goals

@@ -1,0 +1,204 @@
+"""The degradation problem (paper sec. 4.1 and 4.2, Figure 6), in miniature.
+
+A deeper plain net holds the shallower one as a solution (its extra layers set to identities),
+yet trained by SGD it reaches a *higher training error*: that is degradation, an optimisation
+failure rather than overfitting. The residual twins, y = F(x) + x, do not degrade: deeper is
+as good or better. This command trains plain-20, plain-56, ResNet-20 and ResNet-56 with one recipe
+(the paper's: SGD, momentum 0.9, weight decay 1e-4, lr 0.1 divided by 10 at 50% and 75% of the
+epochs, its augmentation) and plots training (dashed) and test (bold) error per epoch, plain nets
+on the left and ResNets on the right, as in Figure 6. After every epoch it also records the
+per-layer gradient norms on one fixed training batch (``flow.EpochRecorder``).
+
+Training error is the running error over each epoch's augmented mini-batches, as the network
+trains (the paper plots it the same way); test error is measured after the epoch, in eval mode.
+"""
+import json
+import os
+import re
+import time
+
+import numpy as np
+
+from . import backend, data, flow, io, models, optim, train
+
+# Epochs per data set: digits sized for about ten minutes on 2 CPU cores; cifar10 the paper's 64k
+# iterations at batch 128 (164 epochs), which needs a GPU. Batch size and lr are train.DEFAULTS'.
+EPOCHS = {"digits": 20, "cifar10": 164}
+
+
+def build_loaders(train_set, test_set, batch_size, seed, limit=None):
+    """(train loader, test loader, probe batch); ``limit`` keeps a random subset of each split."""
+    if limit is not None:
+        rng = np.random.default_rng(seed)
+        train_set = train_set.subset(rng.permutation(len(train_set))[:limit])
+        test_set = test_set.subset(rng.permutation(len(test_set))[:limit])
+    train_loader = data.DataLoader(train_set, batch_size, shuffle=True, seed=seed,
+                                   augment=data.paper_augment(train_set))
+    test_loader = data.DataLoader(test_set, 256)
+    # The gradient-flow probe: the first training images, unaugmented, the same for every net and epoch.
+    probe = next(iter(data.DataLoader(train_set, min(batch_size, len(train_set)))))
+    return train_loader, test_loader, probe
+
+
+def train_one(name, train_set, test_set, *, epochs, batch_size, lr, milestones, seed, device, limit=None,
+              progress=True):
+    """Train one net with the shared recipe; returns (history, flow records per epoch)."""
+    from tqdm.auto import tqdm
+
+    backend.manual_seed(seed)
+    model = models.cifar_resnet(_depth(name), num_classes=train_set.num_classes, in_channels=train_set.images.shape[1],
+                                shortcut="A" if name.startswith("resnet") else None)
+    model.to(device)
+    # Same seed for every net: the same batch order and the same augmentation draws.
+    train_loader, test_loader, (px, py) = build_loaders(train_set, test_set, batch_size, seed, limit)
+    optimizer = optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=1e-4)
+    scheduler = optim.MultiStepLR(optimizer, milestones, gamma=0.1)
+    recorder = flow.EpochRecorder(model, px, py)
+    recorder(0)  # at initialisation
+    history = []
+    bar = tqdm(range(1, epochs + 1), desc=f"{name:>9}", unit="epoch", disable=not progress, dynamic_ncols=True)
+    for epoch in bar:
+        # fit has no per-epoch callback, so it runs one epoch at a time; optimizer, scheduler and
+        # loaders carry their state across calls, which makes this the same as one fit(epochs=N).
+        row = train.fit(model, train_loader, test_loader, optimizer=optimizer, scheduler=scheduler, epochs=1,
+                        device=device, progress=False)[0]
+        history.append({**row, "epoch": epoch})
+        recorder(epoch)
+        bar.set_postfix({"train_err": f"{row['train_error']:.1%}", "test_err": f"{row['test_error']:.1%}"})
+    bar.close()
+    return history, recorder.records
+
+
+def _depth(name):
+    return int(re.search(r"\d+$", name).group())
+
+
+def plot_degradation(histories, path, milestones=(), title=None):
+    """Figure 6 in miniature: error (%) per epoch, training dashed, test bold; plain left, ResNet right.
+
+    ``histories``: {net name ("plain20", "resnet56", ...): fit history}.
+    """
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(10, 4), layout="constrained")
+    axes = fig.subplots(1, 2, sharey=True)
+    depths = sorted({_depth(n) for n in histories})
+    colours = {d: f"C{i}" for i, d in enumerate(depths)}
+    shown = []
+    for ax, kind, label in ((axes[0], "plain", "plain"), (axes[1], "resnet", "ResNet")):
+        for name, hist in histories.items():
+            if not name.startswith(kind):
+                continue
+            depth = _depth(name)
+            epochs = [r["epoch"] for r in hist]
+            train_err = [100 * r["train_error"] for r in hist]
+            test_err = [100 * r["test_error"] for r in hist]
+            c = colours[depth]
+            ax.plot(epochs, train_err, "--", color=c, lw=1, label=f"{label}-{depth} train")
+            ax.plot(epochs, test_err, "-", color=c, lw=2.2, label=f"{label}-{depth} test")
+            skip = max(1, len(hist) // 10)  # the first epochs' near-chance errors would flatten the rest
+            shown += (train_err[skip:] + test_err[skip:]) or (train_err + test_err)
+        for m in milestones:
+            ax.axvline(m, color="grey", lw=0.6, alpha=0.5)
+        ax.set_title(f"{label} nets")
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    axes[0].set_ylabel("error (%)  (dashed: training, bold: test)")
+    if shown:
+        axes[0].set_ylim(0, min(100, 1.15 * max(shown) + 0.5))
+    if title:
+        fig.suptitle(title)
+    fig.savefig(path, dpi=80)
+    return path
+
+
+def add_arguments(parser):
+    parser.add_argument("--data", choices=sorted(data.DATASETS), default="digits",
+                        help="digits (bundled, default) or cifar10 (needs --data-dir, or --download)")
+    parser.add_argument("--data-dir", default="data", help="where CIFAR-10 is or goes (default: ./data)")
+    parser.add_argument("--download", action="store_true", help="fetch CIFAR-10 (163 MB) if it is not in --data-dir")
+    parser.add_argument("--epochs", type=int, default=None,
+                        help=f"default: {EPOCHS['digits']} for digits (about ten minutes on 2 cores), "
+                             f"{EPOCHS['cifar10']} for cifar10 (the paper's 64k iterations; use a GPU)")
+    parser.add_argument("--depths", type=int, nargs="+", default=[20, 56],
+                        help="CIFAR-style depths 6n+2 to train, each as plain and ResNet (default: 20 56; "
+                             "the paper's Figure 6: 20 32 44 56)")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help=f"default: {train.DEFAULTS['digits'][1]} for digits, {train.DEFAULTS['cifar10'][1]} for cifar10")
+    parser.add_argument("--lr", type=float, default=None, help="initial learning rate (default 0.1)")
+    parser.add_argument("--limit", type=int, default=None, help="use only this many training and test images (quick trials)")
+    parser.add_argument("--seed", type=int, default=0, help="seeds weights, batch order and augmentation (default 0)")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "gpu"])
+    parser.add_argument("--out", default=None, help="output folder (default: runs/degradation-DATA)")
+    parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
+    parser.set_defaults(run=main)
+
+
+def _check(args):
+    """Every option checked before any training, each error naming its option."""
+    if args.epochs is not None and args.epochs < 1:
+        raise SystemExit(f"--epochs must be >= 1, got {args.epochs}")
+    if args.batch_size is not None and args.batch_size < 2:
+        raise SystemExit(f"--batch-size must be >= 2 (batch norm needs a batch), got {args.batch_size}")
+    if args.lr is not None and not args.lr > 0:
+        raise SystemExit(f"--lr must be > 0, got {args.lr}")
+    if args.limit is not None and args.limit < 2:
+        raise SystemExit(f"--limit must be >= 2, got {args.limit}")
+    bad = [d for d in args.depths if d < 8 or (d - 2) % 6]
+    if bad:
+        raise SystemExit(f"--depths: each depth must be 6n + 2 (8, 14, 20, 32, 44, 56, 110, ...), got {bad}")
+    if args.device == "gpu" and not backend.gpu_available():
+        raise SystemExit("--device gpu: no CUDA GPU with CuPy found (pip install 'minires[gpu]')")
+
+
+def main(args):
+    _check(args)
+    epochs = args.epochs or EPOCHS[args.data]
+    _, batch_size, lr = train.DEFAULTS[args.data]
+    batch_size, lr = args.batch_size or batch_size, args.lr or lr
+    milestones = [round(epochs * 0.5), round(epochs * 0.75)]
+    out = args.out or f"runs/degradation-{args.data}"
+    if args.data == "digits":
+        train_set, test_set = data.load_digits()
+    else:
+        train_set, test_set = data.load_cifar10(args.data_dir, download=args.download)
+    if args.limit is not None and args.batch_size is None:
+        batch_size = min(batch_size, args.limit)
+    names = [f"{kind}{d}" for kind in ("plain", "resnet") for d in args.depths]
+    n_train = min(len(train_set), args.limit or len(train_set))
+    n_test = min(len(test_set), args.limit or len(test_set))
+    print(f"degradation on {args.data}: {', '.join(names)}; {n_train} training / {n_test} test images, "
+          f"{epochs} epochs of batch {batch_size}, SGD lr {lr} (/10 at epochs {milestones}), momentum 0.9, "
+          f"weight decay 1e-4, augmentation, seed {args.seed}, device {args.device}", flush=True)
+    start = time.perf_counter()
+    histories, records = {}, {}
+    for name in names:
+        histories[name], records[name] = train_one(
+            name, train_set, test_set, epochs=epochs, batch_size=batch_size, lr=lr, milestones=milestones,
+            seed=args.seed, device=args.device, limit=args.limit, progress=args.progress)
+    seconds = time.perf_counter() - start
+
+    print(f"\n{'net':>9} {'train error':>12} {'test error':>11} {'best test':>10} {'|dW first|/|dW last|':>22} "
+          f"{'seconds':>8}")
+    for name in names:
+        h, last = histories[name], histories[name][-1]
+        ratio = flow.first_last_ratio(records[name][-1]["weights"])
+        print(f"{name:>9} {last['train_error']:12.2%} {last['test_error']:11.2%} "
+              f"{min(r['test_error'] for r in h):10.2%} {ratio:22.3g} {sum(r['seconds'] for r in h):8.0f}")
+
+    os.makedirs(out, exist_ok=True)
+    settings = {"data": args.data, "nets": names, "epochs": epochs, "batch_size": batch_size, "lr": lr,
+                "momentum": 0.9, "weight_decay": 1e-4, "milestones": milestones, "augment": True,
+                "limit": args.limit, "seed": args.seed, "device": args.device, "seconds": round(seconds, 1)}
+    json_path = os.path.join(out, "degradation.json")
+    with io.atomic_write(json_path, "w") as f:
+        json.dump({"settings": settings, "histories": histories, "flow": records}, f, indent=1)
+    png_path = plot_degradation(histories, os.path.join(out, "degradation.png"), milestones,
+                                title=f"Plain vs residual on {args.data} ({n_train} training images, "
+                                      f"batch {batch_size}, lr {lr})")
+    flow_path = flow.plot_flow_over_training(
+        records, os.path.join(out, "flow_over_training.png"),
+        title=f"Conv weight-gradient norms on one training batch, epochs 0..{epochs} ({args.data})")
+    print(f"\n{seconds:.0f} s; wrote {png_path}, {flow_path} and {json_path}")
+    return 0

@@ -1,0 +1,395 @@
+"""Training: ``fit`` and ``evaluate``, with progress, history, curves and exact resume.
+
+One epoch is mini-batch SGD over the training set (sec. 3.4 and 4.2 of the paper):
+
+    for each batch (x, y):  L = mean_n CE(model(x)_n, y_n);  backward;  optimizer.step()
+
+then the learning-rate schedule steps, the model is evaluated on the test set and, with
+``out_dir``, the epoch is recorded: ``history.json`` and ``history.csv`` (one row per epoch),
+``curves.png`` and ``checkpoint.npz``, each written atomically.
+
+A checkpoint holds everything the next epoch depends on: parameters and batch-norm statistics,
+momentum buffers, the schedule, the loaders' and minires's random generators, the warm-up state
+and the history. So ``resume=True`` continues the run exactly: on the CPU, 1 + 1 epochs give
+the same bits as 2. Checkpoints are .npz arrays plus JSON metadata, never pickles.
+
+``python -m minires train`` (see ``add_arguments``) trains ResNet-20 on the bundled digits.
+"""
+import csv
+import io as _io
+import json
+import math
+import os
+import sys
+import time
+
+import numpy as np
+
+from . import backend, data, io, models, optim
+from . import functional as F
+from .autograd import Tensor, no_grad
+
+HISTORY_KEYS = ("epoch", "train_loss", "train_error", "test_loss", "test_error", "lr", "seconds")
+CHECKPOINT = "checkpoint.npz"
+CHECKPOINT_FORMAT = "minires-checkpoint-1"
+WARMUP_ERROR = 0.8  # the paper's ResNet-110 warm-up lasts until the training error is below 80%
+# How often (in steps) the loss is read back for the progress bar and the NaN check. Reading a
+# GPU value waits for all queued work, so on the GPU it is rare; on the CPU it costs nothing.
+SYNC_EVERY = {"cpu": 1, "gpu": 25}
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite. ``epoch`` and ``step`` say where; the last good checkpoint is kept."""
+
+    def __init__(self, message, epoch, step):
+        super().__init__(message)
+        self.epoch, self.step = epoch, step
+
+
+# -- evaluation ----------------------------------------------------------------------------------
+
+def evaluate(model, loader, device="cpu"):
+    """(mean cross-entropy, error fraction) of ``model`` in eval mode over every batch of ``loader``."""
+    device = backend.check_device(device)
+    was_training = model.training
+    model.eval()
+    loss_sum, correct, seen = 0.0, 0, 0
+    try:
+        with no_grad():
+            for x, y in loader:
+                logits = model(Tensor(backend.to_device(x, device)))
+                # Sums stay on the device; one read-back at the end.
+                loss_sum = loss_sum + F.softmax_cross_entropy(logits, y).data * len(y)
+                correct = correct + (logits.data.argmax(axis=1) == backend.to_device(y, device)).sum()
+                seen += len(y)
+    finally:
+        model.train(was_training)
+    if seen == 0:
+        raise ValueError("evaluate: the loader yielded no batches")
+    return float(loss_sum) / seen, 1.0 - int(correct) / seen
+
+
+# -- warm-up -------------------------------------------------------------------------------------
+
+class Warmup:
+    """Paper, sec. 4.2, for ResNet-110: "we use 0.01 to warm up the training until the training
+    error is below 80% (about 400 iterations), and then go back to 0.1 and continue training".
+
+    While ``active`` the optimizer runs at ``lr``; the training error is measured over windows of
+    at least ``window`` images, and the first window below 80% ends the warm-up.
+    """
+
+    def __init__(self, lr=0.01, window=256):
+        if not lr > 0:
+            raise ValueError(f"warmup: the warm-up lr must be > 0, got {lr}")
+        self.lr, self.window, self.active = float(lr), window, True
+        self._seen = self._correct = 0
+
+    def observe(self, correct, seen):
+        """Count a stretch of training results; True when the warm-up has just ended."""
+        self._correct, self._seen = self._correct + correct, self._seen + seen
+        if self._seen < self.window:
+            return False
+        error = 1 - self._correct / self._seen
+        self._seen = self._correct = 0
+        if error < WARMUP_ERROR:
+            self.active = False
+            self.last_error = error
+        return not self.active
+
+    def state_dict(self):
+        return {"lr": self.lr, "active": self.active, "seen": self._seen, "correct": self._correct}
+
+    def load_state_dict(self, state):
+        self.lr, self.active = float(state["lr"]), bool(state["active"])
+        self._seen, self._correct = int(state["seen"]), int(state["correct"])
+
+
+# -- training ------------------------------------------------------------------------------------
+
+def fit(model, train_loader, test_loader=None, *, optimizer, scheduler=None, epochs, device="cpu",
+        out_dir=None, resume=False, warmup=None, progress=True):
+    """Train for epochs 1..``epochs`` (with ``resume``, from the one after the checkpoint's); returns the history.
+
+    history: one dict per epoch with ``HISTORY_KEYS``; losses are mean cross-entropies and errors
+    fractions in [0, 1] (test values None without a ``test_loader``); lr is the rate of the
+    epoch's last step; seconds its wall time. ``warmup``: None, or the warm-up lr (the paper's
+    0.01) used until the training error drops below 80%. Raises ``TrainingDiverged`` if the loss
+    goes NaN/inf, leaving the last good checkpoint in ``out_dir``.
+    """
+    device = backend.check_device(device)
+    if not isinstance(epochs, (int, np.integer)) or epochs < 1:
+        raise ValueError(f"fit: epochs must be a positive int, got {epochs!r}")
+    if resume and out_dir is None:
+        raise ValueError("fit: resume=True needs the out_dir that holds the checkpoint")
+    warm = Warmup(warmup) if warmup is not None else None
+    model.to(device)  # before loading optimizer state, so momentum buffers land on the same device
+    path = os.path.join(out_dir, CHECKPOINT) if out_dir is not None else None
+    history = []
+    if resume:
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"fit: nothing to resume, {path} does not exist")
+        history = load_checkpoint(path, model, optimizer, scheduler, [train_loader, test_loader], warm)
+        if progress:
+            print(f"resuming from {path} after epoch {len(history)}")
+        if len(history) >= epochs:
+            print(f"{path} has already trained {len(history)} epochs (asked for {epochs}): nothing to do")
+            return history
+
+    from tqdm.auto import tqdm
+
+    for epoch in range(len(history) + 1, epochs + 1):
+        start = time.perf_counter()
+        scheduled_lr = optimizer.lr
+        if warm is not None and warm.active:
+            optimizer.lr = warm.lr
+        bar = tqdm(total=len(train_loader), desc=f"epoch {epoch}/{epochs}", unit="batch", disable=not progress,
+                   dynamic_ncols=True)
+        try:
+            train_loss, train_error = _train_epoch(model, train_loader, optimizer, device, epoch, bar, warm,
+                                                   scheduled_lr)
+            test_loss = test_error = None
+            if test_loader is not None:
+                test_loss, test_error = evaluate(model, test_loader, device)
+                if not math.isfinite(test_loss):
+                    raise TrainingDiverged(f"the test loss is {test_loss} after epoch {epoch}", epoch, None)
+        except TrainingDiverged as e:
+            bar.close()
+            kept = (f"the last good checkpoint, {path}, is from epoch {epoch - 1}"
+                    if path is not None and os.path.exists(path) else "no checkpoint was written")
+            raise TrainingDiverged(f"training diverged: {e}; stopped ({kept}). "
+                                   "Try a lower --lr, or --warmup for very deep nets.", e.epoch, e.step) from None
+        lr = optimizer.lr
+        optimizer.lr = scheduled_lr  # the warm-up only overrides the schedule, never changes it
+        if scheduler is not None:
+            scheduler.step()
+        history.append({"epoch": epoch, "train_loss": train_loss, "train_error": train_error,
+                        "test_loss": test_loss, "test_error": test_error, "lr": lr,
+                        "seconds": round(time.perf_counter() - start, 3)})
+        summary = {"loss": f"{train_loss:.3f}", "train_acc": f"{1 - train_error:.1%}"}
+        if test_error is not None:
+            summary["test_acc"] = f"{1 - test_error:.1%}"
+        bar.set_postfix(summary)
+        bar.close()
+        if out_dir is not None:
+            save_checkpoint(path, model, optimizer, scheduler, [train_loader, test_loader], warm, history)
+            write_history(history, out_dir)
+    if out_dir is not None:
+        print(f"wrote {os.path.join(out_dir, 'history.json')} (and .csv), {os.path.join(out_dir, 'curves.png')}, {path}")
+    return history
+
+
+def _train_epoch(model, loader, optimizer, device, epoch, bar, warm, scheduled_lr):
+    """One pass over ``loader``; returns (mean training loss, training error) of the epoch."""
+    model.train()
+    sync_every = SYNC_EVERY[device]
+    loss_sum, correct, seen = 0.0, 0, 0
+    mark_correct, mark_seen, mark_time = 0, 0, time.perf_counter()
+    for step, (x, y) in enumerate(loader, 1):
+        logits = model(Tensor(backend.to_device(x, device)))
+        loss = F.softmax_cross_entropy(logits, y)  # y stays on the host: its range check needs no GPU read
+        loss_sum = loss_sum + loss.data * len(y)
+        correct = correct + (logits.data.argmax(axis=1) == backend.to_device(y, device)).sum()
+        seen += len(y)
+        if step % sync_every == 0 or step == len(loader):
+            # Checked before the update, so on the CPU no step is ever taken from a NaN loss.
+            value, total = float(loss.data), float(loss_sum)
+            if not (math.isfinite(value) and math.isfinite(total)):
+                where = f"step {step}" if sync_every == 1 else f"step {step} or one of the {sync_every - 1} before it"
+                raise TrainingDiverged(f"the loss is {value if not math.isfinite(value) else total} "
+                                       f"at epoch {epoch}, {where} (lr {optimizer.lr:g})", epoch, step)
+            n_correct, now = int(correct), time.perf_counter()
+            if warm is not None and warm.active and warm.observe(n_correct - mark_correct, seen - mark_seen):
+                bar.write(f"warm-up over at epoch {epoch}, step {step}: training error {warm.last_error:.1%} "
+                          f"< {WARMUP_ERROR:.0%}; lr {optimizer.lr:g} -> {scheduled_lr:g}")
+                optimizer.lr = scheduled_lr
+            bar.set_postfix({"loss": f"{value:.3f}", "acc": f"{n_correct / seen:.1%}",
+                             "img/s": f"{(seen - mark_seen) / max(now - mark_time, 1e-9):.0f}"}, refresh=False)
+            bar.update(step - bar.n)
+            mark_correct, mark_seen, mark_time = n_correct, seen, now
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    if seen == 0:
+        raise ValueError("fit: the training loader yielded no batches")
+    return float(loss_sum) / seen, 1.0 - int(correct) / seen
+
+
+# -- checkpoints ---------------------------------------------------------------------------------
+
+def save_checkpoint(path, model, optimizer, scheduler, loaders, warm, history):
+    """Write the training state after ``len(history)`` epochs to ``path`` (.npz + JSON meta, atomic)."""
+    arrays = {f"model.{k}": v for k, v in model.state_dict().items()}
+    arrays.update({f"optimizer.{k}": v for k, v in optimizer.state_dict().items()})
+    meta = {"format": CHECKPOINT_FORMAT, "epoch": len(history), "history": history,
+            "scheduler": scheduler.state_dict() if scheduler is not None else None,
+            "loaders": [ld.state_dict() if hasattr(ld, "state_dict") else None for ld in loaders],
+            "global_rng": backend.default_rng().bit_generator.state,
+            "warmup": warm.state_dict() if warm is not None else None}
+    io.save_arrays(path, arrays, _plain(meta))
+
+
+def load_checkpoint(path, model, optimizer, scheduler=None, loaders=(), warm=None):
+    """Restore what :func:`save_checkpoint` wrote into these objects; returns the history."""
+    arrays, meta = io.load_arrays(path)
+    if not isinstance(meta, dict) or meta.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path} is not a minires training checkpoint")
+    for what, ours, theirs in (("a scheduler", scheduler, meta["scheduler"]), ("warm-up", warm, meta["warmup"])):
+        if (ours is None) != (theirs is None):
+            raise ValueError(f"{path} was written {'with' if theirs is not None else 'without'} {what}; "
+                             "resume the run with the settings it was started with")
+    model.load_state_dict({k[len("model."):]: v for k, v in arrays.items() if k.startswith("model.")})
+    optimizer.load_state_dict({k[len("optimizer."):]: v for k, v in arrays.items() if k.startswith("optimizer.")})
+    if scheduler is not None:
+        scheduler.load_state_dict(meta["scheduler"])
+    if warm is not None:
+        warm.load_state_dict(meta["warmup"])
+    for loader, state in zip(loaders, meta["loaders"]):
+        if loader is not None and state is not None:
+            loader.load_state_dict(state)
+    backend.default_rng().bit_generator.state = meta["global_rng"]
+    return meta["history"]
+
+
+def _plain(obj):
+    """``obj`` with NumPy scalars turned into Python numbers, for JSON."""
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    return obj.item() if isinstance(obj, np.generic) else obj
+
+
+# -- history and curves --------------------------------------------------------------------------
+
+def write_history(history, out_dir):
+    """``history.json``, ``history.csv`` and ``curves.png`` in ``out_dir``, each written atomically."""
+    with io.atomic_write(os.path.join(out_dir, "history.json"), "w") as f:
+        json.dump(history, f, indent=1)
+    with io.atomic_write(os.path.join(out_dir, "history.csv"), "w") as f:
+        writer = csv.DictWriter(f, HISTORY_KEYS, extrasaction="ignore", lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(history)
+    plot_history(history, os.path.join(out_dir, "curves.png"))
+
+
+def plot_history(history, path, title=None):
+    """Loss and error (%) per epoch, train dashed and test bold as in the paper's figures, to a PNG."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(9, 3.6), layout="constrained")
+    FigureCanvasAgg(fig)  # renders to memory: no display, no global pyplot state
+    epochs = [row["epoch"] for row in history]
+    for ax, key, label in zip(fig.subplots(1, 2), ("loss", "error"), ("cross-entropy loss", "error (%)")):
+        scale = 100 if key == "error" else 1
+        ax.plot(epochs, [row[f"train_{key}"] * scale for row in history], "--", color="C0", label="train")
+        test = [(e, row[f"test_{key}"] * scale) for e, row in zip(epochs, history) if row[f"test_{key}"] is not None]
+        if test:
+            ax.plot(*zip(*test), "-", color="C1", linewidth=2, label="test")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    if title:
+        fig.suptitle(title)
+    buffer = _io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    with io.atomic_write(path) as f:
+        f.write(buffer.getvalue())
+
+
+# -- command line --------------------------------------------------------------------------------
+
+# Per data set: (epochs, batch size, lr). The lr is divided by 10 at 50% and 75% of the epochs,
+# the paper's schedule (32k and 48k of 64k iterations; for CIFAR-10 at batch 128, epochs 82 and 123).
+DEFAULTS = {"digits": (15, 64, 0.1), "cifar10": (164, 128, 0.1)}
+# Settings that define a run: --resume refuses to change them (--epochs may grow).
+RUN_SETTINGS = ("model", "data", "batch_size", "lr", "momentum", "weight_decay", "milestones", "warmup", "seed")
+
+
+def add_arguments(parser):
+    """The options of ``python -m minires train``; ``parser.set_defaults(run=main)``."""
+    parser.add_argument("--model", default=None, choices=sorted(models.BUILDERS), metavar="MODEL",
+                        help="resnet20/32/44/56/110, plain20/..., resnet18/... (default: resnet20)")
+    parser.add_argument("--data", default=None, choices=sorted(data.DATASETS),
+                        help="digits (bundled, 8x8) or cifar10 (default: digits)")
+    parser.add_argument("--data-dir", default="data", help="where CIFAR-10 is or goes (default: ./data)")
+    parser.add_argument("--download", action="store_true", help="fetch CIFAR-10 (163 MB) if it is not in --data-dir")
+    parser.add_argument("--epochs", type=int, default=None,
+                        help=f"default: {DEFAULTS['digits'][0]} for digits, {DEFAULTS['cifar10'][0]} for cifar10")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help=f"default: {DEFAULTS['digits'][1]} for digits, {DEFAULTS['cifar10'][1]} for cifar10")
+    parser.add_argument("--lr", type=float, default=None, help="initial learning rate (default: 0.1)")
+    parser.add_argument("--momentum", type=float, default=None, help="default: 0.9")
+    parser.add_argument("--weight-decay", type=float, default=None, help="default: 1e-4")
+    parser.add_argument("--milestones", type=int, nargs="+", default=None, metavar="EPOCH",
+                        help="epochs at which the lr is divided by 10 (default: 50%% and 75%% of --epochs)")
+    parser.add_argument("--warmup", type=float, nargs="?", const=0.01, default=None, metavar="LR",
+                        help="the paper's ResNet-110 warm-up: train at LR (default 0.01) until the "
+                             "training error is below 80%%, then at --lr")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "gpu"])
+    parser.add_argument("--out", default=None, help="output folder (default: runs/MODEL-DATA)")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    parser.add_argument("--seed", type=int, default=None, help="seeds the weights, shuffling and augmentation (default: 0)")
+    parser.set_defaults(run=main)
+    return parser
+
+
+def _settings(args):
+    """The run's settings: the explicit options, then (on --resume) the saved run's, then the defaults."""
+    given = {k: getattr(args, k) for k in RUN_SETTINGS + ("epochs",)}
+    out = args.out or f"runs/{given['model'] or 'resnet20'}-{given['data'] or 'digits'}"
+    config_path = os.path.join(out, "config.json")
+    if args.resume:
+        if not os.path.exists(config_path):
+            raise SystemExit(f"--resume: no run to continue in {out} (no config.json); pass the --out of the run")
+        with open(config_path) as f:
+            saved = json.load(f)
+        changed = [f"--{k.replace('_', '-')} {given[k]} (the run has {saved[k]})"
+                   for k in RUN_SETTINGS if given[k] is not None and given[k] != saved[k]]
+        if changed:
+            raise SystemExit("--resume continues a run with its own settings; these differ: " + ", ".join(changed))
+        return {**saved, "epochs": given["epochs"] or saved["epochs"]}, out
+    name = given["data"] or "digits"
+    epochs, batch_size, lr = DEFAULTS[name]
+    s = {"model": "resnet20", "data": name, "epochs": epochs, "batch_size": batch_size, "lr": lr,
+         "momentum": 0.9, "weight_decay": 1e-4, "milestones": None, "warmup": None, "seed": 0}
+    s.update({k: v for k, v in given.items() if v is not None})
+    if s["milestones"] is None:
+        s["milestones"] = [round(s["epochs"] * 0.5), round(s["epochs"] * 0.75)]
+    if os.path.exists(os.path.join(out, CHECKPOINT)):
+        print(f"note: {out} holds an earlier run; starting over (use --resume to continue it)")
+    os.makedirs(out, exist_ok=True)
+    with io.atomic_write(config_path, "w") as f:
+        json.dump(s, f, indent=1)
+    return s, out
+
+
+def main(args):
+    s, out = _settings(args)
+    if s["data"] == "digits":
+        train_set, test_set = data.load_digits()
+    else:
+        train_set, test_set = data.load_cifar10(args.data_dir, download=args.download)
+    backend.manual_seed(s["seed"])
+    model = models.get_model(s["model"], num_classes=train_set.num_classes, in_channels=train_set.images.shape[1])
+    train_loader = data.DataLoader(train_set, s["batch_size"], shuffle=True, seed=s["seed"],
+                                   augment=data.paper_augment(train_set))
+    test_loader = data.DataLoader(test_set, 256)
+    optimizer = optim.SGD(model.parameters(), lr=s["lr"], momentum=s["momentum"], weight_decay=s["weight_decay"])
+    scheduler = optim.MultiStepLR(optimizer, s["milestones"])
+    n_params = sum(p.size for p in model.parameters())
+    print(f"{s['model']} ({n_params:,} parameters) on {s['data']}: {len(train_set)} training and "
+          f"{len(test_set)} test images, {s['epochs']} epochs of batch {s['batch_size']}, lr {s['lr']} "
+          f"/10 at epochs {s['milestones']}, device {args.device}")
+    try:
+        history = fit(model, train_loader, test_loader, optimizer=optimizer, scheduler=scheduler,
+                      epochs=s["epochs"], device=args.device, out_dir=out, resume=args.resume, warmup=s["warmup"])
+    except TrainingDiverged as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    last = history[-1]
+    print(f"test accuracy after {last['epoch']} epochs: {1 - last['test_error']:.2%} "
+          f"(test loss {last['test_loss']:.4f}, {sum(r['seconds'] for r in history):.0f} s of training)")
+    return 0
