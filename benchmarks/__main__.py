@@ -31,7 +31,8 @@ def parse_args(argv=None):
 
 
 def set_threads(n):
-    """Pin the thread pools of OpenBLAS/MKL/OpenMP (NumPy's BLAS, PyTorch) to ``n`` threads.
+    """Pin the thread pools of OpenBLAS/MKL/OpenMP (NumPy's BLAS, PyTorch) and minires's copy
+    threads to ``n`` threads.
 
     The pools read these variables once, when their library loads, so this must run before
     NumPy is imported: hence the lazy imports below.
@@ -39,7 +40,7 @@ def set_threads(n):
     if "numpy" in sys.modules:
         print("warning: NumPy was imported before the thread count was set; "
               "its BLAS may use another thread count", file=sys.stderr)
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "MINIRES_NUM_THREADS"):
         os.environ[var] = str(n)
 
 

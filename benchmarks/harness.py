@@ -255,7 +255,7 @@ def machine_info(cfg, torch=None):
         "python": platform.python_version(),
         "numpy": np.__version__,
         "blas": _blas(),
-        "threads": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")},
+        "threads": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "MINIRES_NUM_THREADS")},
         "torch": None if torch is None else f"{torch.__version__} ({torch.get_num_threads()} threads)",
         "device": cfg.device,
         "command": "python -m benchmarks " + " ".join(sys.argv[1:]),

@@ -300,7 +300,7 @@ def _check_same_device_and_dtype(name, inputs):
                 "minires does not promote dtypes silently, convert one with .to(dtype)")
 
 
-def _topological_order(root):
+def topological_order(root):
     """Functions reachable from ``root``, each after every function that consumes its output.
 
     Iterative depth-first search (no recursion: ResNet-1202's graph is thousands of nodes deep).
@@ -341,7 +341,7 @@ def _run_backward(root, grad, retain_graph):
         raise RuntimeError(
             "backward through a graph that a previous backward already freed; "
             "call backward(retain_graph=True) the first time to go through it twice")
-    order = _topological_order(root.grad_fn)
+    order = topological_order(root.grad_fn)
     grads, owned = {root.grad_fn: grad}, set()
     leaf_grads, leaves = {}, {}
     for fn in order:

@@ -15,14 +15,23 @@ def _summary(args):
     print(summary(model, (3, size, size), depth=args.depth))
 
 
+def _size(text):
+    size = int(text)
+    if size < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive number of pixels, got {size}")
+    return size
+
+
 def build_parser():
     p = argparse.ArgumentParser(prog="python -m minires", description="ResNet from scratch in NumPy/CuPy.")
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("summary", help="layers, output shapes, parameters and mult-adds of a model (Table 1)")
-    s.add_argument("model", help="resnet18/34/50/101/152, resnet20/32/44/56/110/1202, plain18..., plain20...")
-    s.add_argument("--size", type=int, default=None, help="input height and width (default: 32 for CIFAR nets, else 224)")
-    s.add_argument("--depth", type=int, default=1, help="1: one row per stage; 2: one row per block")
+    from .models import BUILDERS
+    s.add_argument("model", choices=sorted(BUILDERS), metavar="model",
+                   help="resnet18/34/50/101/152, resnet20/32/44/56/110/1202, plain18..., plain20...")
+    s.add_argument("--size", type=_size, default=None, help="input height and width (default: 32 for CIFAR nets, else 224)")
+    s.add_argument("--depth", type=int, default=1, choices=[1, 2], help="1: one row per stage; 2: one row per block")
     s.add_argument("--paper-layout", action="store_true",
                    help="bottlenecks with the stride in the first 1x1 conv, as in the paper (default: torchvision's)")
     s.set_defaults(run=_summary)

@@ -11,9 +11,16 @@ per-layer gradient norms on one fixed training batch (``flow.EpochRecorder``).
 
 Training error is the running error over each epoch's augmented mini-batches, as the network
 trains (the paper plots it the same way); test error is measured after the epoch, in eval mode.
+On the 8x8 digits "the paper's augmentation" is a random shift by up to one pixel, no flips.
+
+Outputs in ``--out``: degradation.png (the curves), flow_over_training.png (the gradient-norm
+profile of each net after every epoch), degradation.json (settings, histories, per-epoch gradient
+norms) and degradation.csv (one row per net and epoch).
 """
+import csv
 import json
 import os
+import pickle
 import re
 import time
 
@@ -73,12 +80,23 @@ def _depth(name):
     return int(re.search(r"\d+$", name).group())
 
 
+def write_csv(histories, path):
+    """One row per (net, epoch) with ``train.HISTORY_KEYS``: the curves, for a spreadsheet or pandas."""
+    with io.atomic_write(path, "w") as f:
+        writer = csv.DictWriter(f, ("net",) + train.HISTORY_KEYS, extrasaction="ignore", lineterminator="\n")
+        writer.writeheader()
+        for name, hist in histories.items():
+            writer.writerows({"net": name, **row} for row in hist)
+    return path
+
+
 def plot_degradation(histories, path, milestones=(), title=None):
     """Figure 6 in miniature: error (%) per epoch, training dashed, test bold; plain left, ResNet right.
 
     ``histories``: {net name ("plain20", "resnet56", ...): fit history}.
     """
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     fig = Figure(figsize=(10, 4), layout="constrained")
     axes = fig.subplots(1, 2, sharey=True)
@@ -102,6 +120,7 @@ def plot_degradation(histories, path, milestones=(), title=None):
             ax.axvline(m, color="grey", lw=0.6, alpha=0.5)
         ax.set_title(f"{label} nets")
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # whole epochs, not 2.5, 7.5, ...
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     axes[0].set_ylabel("error (%)  (dashed: training, bold: test)")
@@ -157,12 +176,15 @@ def main(args):
     epochs = args.epochs or EPOCHS[args.data]
     _, batch_size, lr = train.DEFAULTS[args.data]
     batch_size, lr = args.batch_size or batch_size, args.lr or lr
-    milestones = [round(epochs * 0.5), round(epochs * 0.75)]
+    milestones = train.default_milestones(epochs)
     out = args.out or f"runs/degradation-{args.data}"
     if args.data == "digits":
         train_set, test_set = data.load_digits()
     else:
-        train_set, test_set = data.load_cifar10(args.data_dir, download=args.download)
+        try:
+            train_set, test_set = data.load_cifar10(args.data_dir, download=args.download)
+        except (OSError, ValueError, pickle.UnpicklingError) as e:  # missing, corrupt or tampered: no traceback
+            raise SystemExit(f"--data cifar10: {e}") from None
     if args.limit is not None and args.batch_size is None:
         batch_size = min(batch_size, args.limit)
     names = [f"{kind}{d}" for kind in ("plain", "resnet") for d in args.depths]
@@ -194,11 +216,12 @@ def main(args):
     json_path = os.path.join(out, "degradation.json")
     with io.atomic_write(json_path, "w") as f:
         json.dump({"settings": settings, "histories": histories, "flow": records}, f, indent=1)
+    csv_path = write_csv(histories, os.path.join(out, "degradation.csv"))
     png_path = plot_degradation(histories, os.path.join(out, "degradation.png"), milestones,
                                 title=f"Plain vs residual on {args.data} ({n_train} training images, "
                                       f"batch {batch_size}, lr {lr})")
     flow_path = flow.plot_flow_over_training(
         records, os.path.join(out, "flow_over_training.png"),
         title=f"Conv weight-gradient norms on one training batch, epochs 0..{epochs} ({args.data})")
-    print(f"\n{seconds:.0f} s; wrote {png_path}, {flow_path} and {json_path}")
+    print(f"\n{seconds:.0f} s; wrote {png_path}, {flow_path}, {json_path} and {csv_path}")
     return 0

@@ -257,25 +257,34 @@ def plot_flow(runs, path, title=None):
 def plot_flow_over_training(histories, path, title=None):
     """Per-layer ||dL/dW|| profile after each epoch, one panel per net, colour = epoch (log y).
 
-    ``histories``: {net name: EpochRecorder.records}.
+    ``histories``: {net name: EpochRecorder.records}. The panels share their y axis, so the nets'
+    gradient magnitudes compare directly; a colour bar maps colour to epoch.
     """
     import matplotlib
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import ListedColormap, Normalize
+    from matplotlib.ticker import MaxNLocator
+
     names = list(histories)
-    fig, axes = _figure(1, len(names), (3.2 * len(names) + 1, 3.6))
-    cmap = matplotlib.colormaps["viridis"]
+    fig, axes = _figure(1, len(names), (3.2 * len(names) + 1.5, 3.8))
+    # viridis without its pale-yellow end, which is hard to see on white
+    cmap = ListedColormap(matplotlib.colormaps["viridis"](np.linspace(0.0, 0.9, 256)))
+    last = max((r["epoch"] for records in histories.values() for r in records), default=1) or 1
+    norm = Normalize(0, last)
     for ax, name in zip(axes[0], names):
-        records = histories[name]
-        last = max((r["epoch"] for r in records), default=1) or 1
-        for r in records:
+        for r in histories[name]:
             w = list(r["weights"].values())
-            ax.semilogy(np.arange(1, len(w) + 1), w, lw=1, color=cmap(r["epoch"] / last * 0.9),
-                        label=f"epoch {r['epoch']}" if r is records[0] or r is records[-1] else None)
+            ax.semilogy(np.arange(1, len(w) + 1), w, lw=1, color=cmap(norm(r["epoch"])))
         ax.set_title(name)
         ax.set_xlabel("conv layer (1 = next to the input)")
-        ax.grid(True, alpha=0.3)
-        if ax.lines:
-            ax.legend(fontsize=7)
+        ax.grid(True, which="major", alpha=0.3)
+    lo = min(ax.get_ylim()[0] for ax in axes[0])
+    hi = max(ax.get_ylim()[1] for ax in axes[0])
+    for ax in axes[0]:
+        ax.set_ylim(lo, hi)
     axes[0, 0].set_ylabel(r"$\|\partial L / \partial W_l\|$ on a fixed batch")
+    fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=axes[0, -1], label="epoch",
+                 ticks=MaxNLocator(integer=True))
     if title:
         fig.suptitle(title)
     fig.savefig(path, dpi=90)

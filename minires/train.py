@@ -20,6 +20,7 @@ import io as _io
 import json
 import math
 import os
+import pickle
 import sys
 import time
 
@@ -155,8 +156,9 @@ def fit(model, train_loader, test_loader=None, *, optimizer, scheduler=None, epo
                     raise TrainingDiverged(f"the test loss is {test_loss} after epoch {epoch}", epoch, None)
         except TrainingDiverged as e:
             bar.close()
+            # In epoch 1 a checkpoint in out_dir can only be left from an earlier run, not a good state of this one.
             kept = (f"the last good checkpoint, {path}, is from epoch {epoch - 1}"
-                    if path is not None and os.path.exists(path) else "no checkpoint was written")
+                    if path is not None and epoch > 1 and os.path.exists(path) else "no checkpoint was written")
             raise TrainingDiverged(f"training diverged: {e}; stopped ({kept}). "
                                    "Try a lower --lr, or --warmup for very deep nets.", e.epoch, e.step) from None
         lr = optimizer.lr
@@ -350,14 +352,17 @@ def _settings(args):
                    for k in RUN_SETTINGS if given[k] is not None and given[k] != saved[k]]
         if changed:
             raise SystemExit("--resume continues a run with its own settings; these differ: " + ", ".join(changed))
-        return {**saved, "epochs": given["epochs"] or saved["epochs"]}, out
+        s = {**saved, "epochs": saved["epochs"] if given["epochs"] is None else given["epochs"]}
+        _check(s, args.device)
+        return s, out
     name = given["data"] or "digits"
     epochs, batch_size, lr = DEFAULTS[name]
     s = {"model": "resnet20", "data": name, "epochs": epochs, "batch_size": batch_size, "lr": lr,
          "momentum": 0.9, "weight_decay": 1e-4, "milestones": None, "warmup": None, "seed": 0}
     s.update({k: v for k, v in given.items() if v is not None})
     if s["milestones"] is None:
-        s["milestones"] = [round(s["epochs"] * 0.5), round(s["epochs"] * 0.75)]
+        s["milestones"] = default_milestones(s["epochs"])
+    _check(s, args.device)
     if os.path.exists(os.path.join(out, CHECKPOINT)):
         print(f"note: {out} holds an earlier run; starting over (use --resume to continue it)")
     os.makedirs(out, exist_ok=True)
@@ -366,12 +371,44 @@ def _settings(args):
     return s, out
 
 
+def default_milestones(epochs):
+    """The paper's schedule scaled to ``epochs``: lr / 10 at 50% and at 75% of the run.
+
+    A milestone that would fall on the first epoch or after the last, or twice on one epoch
+    (short runs), is dropped rather than dividing the lr at once or by 100.
+    """
+    return sorted({m for m in (round(epochs * 0.5), round(epochs * 0.75)) if 0 < m < epochs})
+
+
+def _check(s, device):
+    """Every setting checked before anything is written or trained, each error naming its option."""
+    if s["epochs"] < 1:
+        raise SystemExit(f"--epochs must be >= 1, got {s['epochs']}")
+    if s["batch_size"] < 1:
+        raise SystemExit(f"--batch-size must be >= 1, got {s['batch_size']}")
+    if not s["lr"] > 0:
+        raise SystemExit(f"--lr must be > 0, got {s['lr']}")
+    if not 0 <= s["momentum"] < 1:
+        raise SystemExit(f"--momentum must be in [0, 1), got {s['momentum']}")
+    if not s["weight_decay"] >= 0:
+        raise SystemExit(f"--weight-decay must be >= 0, got {s['weight_decay']}")
+    if s["milestones"] != sorted(s["milestones"]):
+        raise SystemExit(f"--milestones must be increasing epochs, got {s['milestones']}")
+    if s["warmup"] is not None and not s["warmup"] > 0:
+        raise SystemExit(f"--warmup must be > 0, got {s['warmup']}")
+    if device == "gpu" and not backend.gpu_available():
+        raise SystemExit("--device gpu: no CUDA GPU with CuPy found (pip install 'minires[gpu]')")
+
+
 def main(args):
     s, out = _settings(args)
     if s["data"] == "digits":
         train_set, test_set = data.load_digits()
     else:
-        train_set, test_set = data.load_cifar10(args.data_dir, download=args.download)
+        try:
+            train_set, test_set = data.load_cifar10(args.data_dir, download=args.download)
+        except (OSError, ValueError, pickle.UnpicklingError) as e:  # missing, corrupt or tampered: no traceback
+            raise SystemExit(f"--data cifar10: {e}") from None
     backend.manual_seed(s["seed"])
     model = models.get_model(s["model"], num_classes=train_set.num_classes, in_channels=train_set.images.shape[1])
     train_loader = data.DataLoader(train_set, s["batch_size"], shuffle=True, seed=s["seed"],

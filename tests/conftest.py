@@ -6,10 +6,15 @@ with ``pytest --device gpu`` (or MINIRES_TEST_DEVICE=gpu) to run every such test
 """
 import os
 
-import numpy as np
-import pytest
+# The tests multiply small matrices, where a second BLAS thread costs more than it saves, and on
+# a busy machine OpenBLAS's spinning threads make them many times slower. Must be set before
+# NumPy loads its BLAS; an explicit setting in the environment wins.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-from minires import backend
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from minires import backend  # noqa: E402
 
 
 def pytest_addoption(parser):

@@ -74,6 +74,21 @@ def test_diamond_graph_visits_each_node_once():
     assert x.grad[0] == 39.0
 
 
+def test_topological_order_puts_every_consumer_before_its_producers():
+    from minires.autograd import topological_order
+    x = t64([2.0])
+    a = x * 3
+    b = a * a
+    c = (a + b).sum()
+    order = topological_order(c.grad_fn)
+    assert len(order) == len(set(order)) == 4  # mul, mul, add, sum: each once
+    position = {fn: i for i, fn in enumerate(order)}
+    for fn in order:
+        for p in fn.parents:
+            if p in position:
+                assert position[fn] < position[p]
+
+
 def test_no_grad_records_nothing_and_detach_cuts_history():
     x = t64([1.0, 2.0])
     with mr.no_grad():

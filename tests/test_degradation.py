@@ -36,6 +36,13 @@ def test_degradation_bad_options_fail_before_training(tmp_path, argv, option):
     assert not (tmp_path / "degradation.json").exists()
 
 
+def test_degradation_missing_cifar10_fails_with_a_message(tmp_path):
+    """No CIFAR-10 in --data-dir and no --download: a one-line error naming the option, no traceback."""
+    with pytest.raises(SystemExit, match="--data cifar10.*--download"):
+        main(["degradation", "--data", "cifar10", "--data-dir", str(tmp_path / "none"), "--out", str(tmp_path)])
+    assert not (tmp_path / "degradation.json").exists()
+
+
 def test_epochwise_training_with_flow_probe_equals_one_fit():
     """train_one runs fit one epoch at a time and measures gradients in between; on the CPU that must
     give the same history, bit for bit, as a single fit(epochs=2) with the same seed."""

@@ -49,6 +49,26 @@ def test_summary_rows_are_the_stages_with_table_1_output_sizes():
     assert "total params: 21,797,672" in str(s)
 
 
+@pytest.mark.parametrize("argv, expected", [
+    (["resnet50", "--paper-layout"], ["total params: 25,557,032", "(3.86 G)"]),
+    (["resnet50"], ["total params: 25,557,032", "(4.09 G)"]),
+    (["resnet110"], ["input 1x3x32x32", "total params: 1,727,962"])])
+def test_summary_command_prints_the_papers_figures(capsys, argv, expected):
+    from minires import cli
+    assert cli.main(["summary"] + argv) == 0
+    out = capsys.readouterr().out
+    for text in expected:
+        assert text in out
+
+
+@pytest.mark.parametrize("argv, option", [(["resnet21"], "model"), (["resnet20", "--size", "0"], "--size")])
+def test_summary_command_rejects_bad_arguments_by_name(capsys, argv, option):
+    from minires import cli
+    with pytest.raises(SystemExit):
+        cli.main(["summary"] + argv)
+    assert f"argument {option}" in capsys.readouterr().err
+
+
 def test_plain_twins_have_no_shortcut_parameters_and_the_same_layers():
     res, plain = models.resnet34(), models.plain34()
     res_keys = set(res.state_dict())

@@ -173,6 +173,15 @@ def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["ckpt.npz"]
 
 
+def test_atomic_write_gives_the_permissions_of_a_plain_open(tmp_path):
+    with open(tmp_path / "plain", "wb") as f:
+        f.write(b"x")
+    with io.atomic_write(tmp_path / "atomic") as f:
+        f.write(b"x")
+    mode = lambda name: os.stat(tmp_path / name).st_mode & 0o777  # noqa: E731
+    assert mode("atomic") == mode("plain")
+
+
 def test_module_attribute_errors_are_clear():
     with pytest.raises(AttributeError, match="has no attribute 'nope'"):
         nn.Linear(2, 2).nope

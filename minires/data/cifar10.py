@@ -124,6 +124,10 @@ def read_archive(path):
     return found
 
 
+class UnsafePickleError(pickle.UnpicklingError):
+    """A pickle names a global that :class:`SafeUnpickler` refuses: the file was tampered with."""
+
+
 class SafeUnpickler(pickle.Unpickler):
     """Unpickles dicts, lists, tuples, bytes, strings and numbers, and plain NumPy arrays; nothing else.
 
@@ -145,7 +149,7 @@ class SafeUnpickler(pickle.Unpickler):
         try:
             return self.ALLOWED[module, name]
         except KeyError:
-            raise pickle.UnpicklingError(
+            raise UnsafePickleError(
                 f"refusing to load global {module}.{name}: a CIFAR-10 batch holds only plain data "
                 "(dicts, lists, bytes, numbers, uint8 arrays), so this file was not made by its authors "
                 "or has been tampered with") from None
@@ -155,9 +159,9 @@ def safe_loads(data, where="pickle"):
     """Unpickle ``data`` with :class:`SafeUnpickler`; errors name ``where``."""
     try:
         return SafeUnpickler(io.BytesIO(data)).load()
-    except pickle.UnpicklingError as e:
-        raise pickle.UnpicklingError(f"{where}: {e}") from None
-    except Exception as e:  # truncated or garbled bytes raise all sorts (EOFError, ValueError, ...)
+    except UnsafePickleError as e:
+        raise UnsafePickleError(f"{where}: {e}") from None
+    except Exception as e:  # truncated or garbled bytes raise all sorts (UnpicklingError, EOFError, ...)
         raise ValueError(f"{where}: not a readable pickle ({type(e).__name__}: {e})") from None
 
 
