@@ -20,7 +20,6 @@ norms) and degradation.csv (one row per net and epoch).
 import csv
 import json
 import os
-import pickle
 import re
 import time
 
@@ -178,13 +177,7 @@ def main(args):
     batch_size, lr = args.batch_size or batch_size, args.lr or lr
     milestones = train.default_milestones(epochs)
     out = args.out or f"runs/degradation-{args.data}"
-    if args.data == "digits":
-        train_set, test_set = data.load_digits()
-    else:
-        try:
-            train_set, test_set = data.load_cifar10(args.data_dir, download=args.download)
-        except (OSError, ValueError, pickle.UnpicklingError) as e:  # missing, corrupt or tampered: no traceback
-            raise SystemExit(f"--data cifar10: {e}") from None
+    train_set, test_set = train.load_data(args.data, args.data_dir, args.download)
     if args.limit is not None and args.batch_size is None:
         batch_size = min(batch_size, args.limit)
     names = [f"{kind}{d}" for kind in ("plain", "resnet") for d in args.depths]

@@ -11,7 +11,8 @@ then the learning-rate schedule steps, the model is evaluated on the test set an
 A checkpoint holds everything the next epoch depends on: parameters and batch-norm statistics,
 momentum buffers, the schedule, the loaders' and minires's random generators, the warm-up state
 and the history. So ``resume=True`` continues the run exactly: on the CPU, 1 + 1 epochs give
-the same bits as 2. Checkpoints are .npz arrays plus JSON metadata, never pickles.
+the same bits as 2 (with the same number of BLAS threads: another count sums in another order).
+Checkpoints are .npz arrays plus JSON metadata, never pickles.
 
 ``python -m minires train`` (see ``add_arguments``) trains ResNet-20 on the bundled digits.
 """
@@ -400,15 +401,20 @@ def _check(s, device):
         raise SystemExit("--device gpu: no CUDA GPU with CuPy found (pip install 'minires[gpu]')")
 
 
+def load_data(name, data_dir, download):
+    """(train, test) of ``--data name``; a missing, corrupt or tampered CIFAR-10 ends the command
+    with a one-line message rather than a traceback."""
+    if name == "digits":
+        return data.load_digits()
+    try:
+        return data.load_cifar10(data_dir, download=download)
+    except (OSError, ValueError, pickle.UnpicklingError) as e:
+        raise SystemExit(f"--data cifar10: {e}") from None
+
+
 def main(args):
     s, out = _settings(args)
-    if s["data"] == "digits":
-        train_set, test_set = data.load_digits()
-    else:
-        try:
-            train_set, test_set = data.load_cifar10(args.data_dir, download=args.download)
-        except (OSError, ValueError, pickle.UnpicklingError) as e:  # missing, corrupt or tampered: no traceback
-            raise SystemExit(f"--data cifar10: {e}") from None
+    train_set, test_set = load_data(s["data"], args.data_dir, args.download)
     backend.manual_seed(s["seed"])
     model = models.get_model(s["model"], num_classes=train_set.num_classes, in_channels=train_set.images.shape[1])
     train_loader = data.DataLoader(train_set, s["batch_size"], shuffle=True, seed=s["seed"],
