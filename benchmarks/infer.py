@@ -1,9 +1,8 @@
 """Inference: eval-mode forward without a graph (``no_grad``), batch 128, minires vs PyTorch."""
 import minires as mr
 
-from .harness import (Case, Device, Table, assert_close, fmt_ms, fmt_ratio, load_torch, median, median_ratio,
-                      time_interleaved, torch_device, torch_sync)
-from .step import BATCH, MODELS, QUICK_BATCH, depth_of, make_batch, minires_model, torch_model
+from .harness import Case, Device, assert_close, load_torch, median_ratio, time_interleaved, torch_device, torch_sync
+from .step import BATCH, MODELS, QUICK_BATCH, depth_of, make_batch, minires_model, model_table, torch_model
 
 
 def prepared_models(name, dev, torch, cfg, images):
@@ -38,9 +37,7 @@ def run(cfg):
     dev = Device(cfg.device)
     torch, torch_note = load_torch(cfg)
     batch = QUICK_BATCH if cfg.quick else BATCH
-    table = Table(f"Inference (eval, no_grad), batch {batch}, 32x32 ({cfg.device})",
-                  ["work", "minires", "torch", "minires/torch", "minires img/s", "torch img/s"])
-    goals = []
+    rows, goals = [], []
     images, _ = make_batch(batch, seed=1)
     for name in MODELS:
         mm, tm = prepared_models(name, dev, torch, cfg, images)
@@ -49,12 +46,9 @@ def run(cfg):
             cases.append(Case("torch", torch_fn(torch, cfg, tm, images), torch_sync(torch, cfg), warmup=2))
             assert_close(f"{name} eval logits", cases[0].fn(), cases[1].fn(), rtol=1e-3)
         times = time_interleaved(cases, cfg.repeats)
-        m, t = median(times["minires"]), median(times.get("torch", []))
-        table.rows.append([f"ResNet-{depth_of(name)} forward", fmt_ms(m), fmt_ms(t), fmt_ratio(m, t),
-                           f"{batch / m:,.0f}", "—" if t is None else f"{batch / t:,.0f}"])
-        table.raw[name] = times
+        rows.append((f"ResNet-{depth_of(name)} forward", times))
         goals.append((f"ResNet-{depth_of(name)} inference", median_ratio(times, "minires", "torch"), 1.5))
-    table.notes.append("Same weights and running statistics in both; eval logits compared before timing.")
+    notes = ["Same weights and running statistics in both; eval logits compared before timing."]
     if torch_note:
-        table.notes.append(torch_note)
-    return [table], goals
+        notes.append(torch_note)
+    return [model_table(f"Inference (eval, no_grad), batch {batch}, 32x32 ({cfg.device})", rows, batch, notes)], goals

@@ -12,8 +12,8 @@ import minires as mr
 from minires import functional as F
 from minires import models, optim
 
-from .harness import (Case, Device, Table, assert_close, fmt_ms, fmt_ratio, load_torch, median, median_ratio,
-                      time_interleaved, torch_device, torch_sync)
+from .harness import (Case, Device, assert_close, load_torch, median_ratio, time_interleaved, timing_table,
+                      torch_device, torch_sync)
 
 MODELS = ("resnet20", "resnet56")
 BATCH, QUICK_BATCH = 128, 8
@@ -96,13 +96,19 @@ def check_gradients(name, dev, torch, cfg, batch, seed=0):
         assert_close(f"{name} grad {pname}", p.grad, tgrads[pname].grad, rtol=1e-8)
 
 
+def model_table(title, rows, batch, notes):
+    """The table of the whole-model families (step, infer): times, ratio and images per second."""
+    def per_second(name):
+        return lambda med: "—" if med[name] is None else f"{batch / med[name]:,.0f}"
+    return timing_table(title, rows, ["minires", "torch"], ratios=[("minires", "torch")], notes=notes,
+                        extra=[("minires img/s", per_second("minires")), ("torch img/s", per_second("torch"))])
+
+
 def run(cfg):
     dev = Device(cfg.device)
     torch, torch_note = load_torch(cfg)
     batch = QUICK_BATCH if cfg.quick else BATCH
-    table = Table(f"Training step, batch {batch}, 32x32 ({cfg.device})",
-                  ["work", "minires", "torch", "minires/torch", "minires img/s", "torch img/s"])
-    goals = []
+    rows, goals = [], []
     images, labels = make_batch(batch)
     for name in MODELS:
         if torch is not None:
@@ -114,13 +120,10 @@ def run(cfg):
             cases.append(Case("torch", torch_step_fn(torch, cfg, tm, images, labels), torch_sync(torch, cfg),
                               warmup=2))
         times = time_interleaved(cases, cfg.repeats)
-        m, t = median(times["minires"]), median(times.get("torch", []))
-        table.rows.append([f"ResNet-{depth_of(name)} SGD step", fmt_ms(m), fmt_ms(t), fmt_ratio(m, t),
-                           f"{batch / m:,.0f}", "—" if t is None else f"{batch / t:,.0f}"])
-        table.raw[name] = times
+        rows.append((f"ResNet-{depth_of(name)} SGD step", times))
         goals.append((f"ResNet-{depth_of(name)} training step", median_ratio(times, "minires", "torch"), 1.5))
-    table.notes.append("Both start from the same weights; their loss and all gradients were compared "
-                       "(in float64, on a batch of up to 8) before timing. Two warm-up steps each.")
+    notes = ["Both start from the same weights; their loss and all gradients were compared "
+             "(in float64, on a batch of up to 8) before timing. Two warm-up steps each."]
     if torch_note:
-        table.notes.append(torch_note)
-    return [table], goals
+        notes.append(torch_note)
+    return [model_table(f"Training step, batch {batch}, 32x32 ({cfg.device})", rows, batch, notes)], goals
