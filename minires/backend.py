@@ -6,7 +6,10 @@ a CPU-only machine never needs it installed.
 
 Devices are named ``"cpu"`` (NumPy) and ``"gpu"`` (CuPy, the current CUDA device).
 """
+import ctypes
 import os
+import platform
+import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -112,20 +115,21 @@ def default_rng():
     return _generator
 
 
-# -- CPU threads for memory-bound copies -----------------------------------------------------------
-# NumPy runs a copy or an elementwise op on one core, while BLAS uses them all. The im2col copy and
-# the col2im sum move as many bytes as a GEMM and are memory-bound: splitting them by channel over
-# a few threads (NumPy releases the GIL while it copies) nearly halves their time on 2 cores.
-# Each thread writes its own channels, so the result is bit-identical to a single-threaded run.
+# -- CPU threads ------------------------------------------------------------------------------------
+# NumPy runs a copy or an elementwise op on one core, while BLAS runs each GEMM on all of them. A
+# convolution over a whole batch alternates the two (an im2col copy, a GEMM, another copy, ...),
+# and each of those passes streams kh*kw times an activation through main memory. minires instead
+# cuts the batch into chunks of a few images whose columns stay in cache, and runs whole chunks
+# (copy + GEMM) on a pool of threads, each calling a one-thread BLAS: NumPy releases the GIL in
+# both, the cores never wait on each other between a copy and a GEMM, and the columns are read
+# back from cache instead of memory. This is ``map_chunks``; ``functional/conv.py`` uses it.
 _pool = None
-_MIN_PARALLEL_BYTES = 1 << 22
-
-
 _threads = None
+_blas = None  # threadpoolctl's handle on the BLAS libraries NumPy loaded; False if there is none
 
 
 def num_threads():
-    """Threads for CPU copies: $MINIRES_NUM_THREADS, else the cores this process may use (at most 8)."""
+    """Threads minires uses on the CPU: $MINIRES_NUM_THREADS, else the cores this process may use (at most 8)."""
     global _threads
     if _threads is None:
         env = os.environ.get("MINIRES_NUM_THREADS")
@@ -139,22 +143,92 @@ def num_threads():
 
 
 def set_num_threads(n):
-    """Use ``n`` threads for CPU copies from now on (1 turns the threading off)."""
+    """Use ``n`` threads for CPU work from now on (1 runs everything in the calling thread)."""
     global _threads
     _threads = max(1, int(n))
 
 
-def parallel_for(n, body, nbytes):
-    """Run ``body(lo, hi)`` over contiguous slices covering range(n), on several threads when
-    the work (``nbytes`` of memory traffic) is large enough to pay for them."""
+def _blas_libraries():
+    """The BLAS libraries whose thread count can be set at run time (threadpoolctl), or None."""
+    global _blas
+    if _blas is None:
+        try:
+            from threadpoolctl import ThreadpoolController
+            _blas = ThreadpoolController().select(user_api="blas") or False
+        except Exception:  # pragma: no cover - threadpoolctl missing or unable to inspect the process
+            _blas = False
+    return _blas or None
+
+
+def chunks(n, size):
+    """Consecutive ``(lo, hi)`` slices of range(n), each at most ``size`` long."""
+    size = max(1, int(size))
+    return [(lo, min(lo + size, n)) for lo in range(0, n, size)]
+
+
+def map_chunks(n, size, body):
+    """``[body(lo, hi) for (lo, hi) in chunks(n, size)]``, the chunks spread over the CPU threads.
+
+    While they run, BLAS is held to one thread (each worker calls it on its own chunk). The
+    chunking depends only on ``n`` and ``size``, never on the thread count, and no two chunks
+    share an output, so the results are bit-identical whatever the number of threads. One chunk,
+    one thread, or a BLAS whose threads cannot be set: the chunks run in the calling thread.
+    """
     global _pool
-    threads = min(num_threads(), n)
-    if threads <= 1 or nbytes < _MIN_PARALLEL_BYTES:
-        body(0, n)
-        return
-    if _pool is None or _pool._max_workers < threads:
-        _pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="minires")
-    bounds = np.linspace(0, n, threads + 1).astype(int)
-    futures = [_pool.submit(body, lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:]) if hi > lo]
-    for f in futures:
-        f.result()
+    spans = chunks(n, size)
+    threads = min(num_threads(), len(spans))
+    blas = _blas_libraries() if len(spans) > 1 else None
+    if blas is None:
+        return [body(lo, hi) for lo, hi in spans]
+    results = [None] * len(spans)
+    todo = iter(range(len(spans)))  # shared: next() on it is atomic under the GIL
+
+    def work():
+        for k in todo:
+            results[k] = body(*spans[k])
+
+    with blas.limit(limits=1):
+        if threads <= 1:
+            work()
+            return results
+        if _pool is None or _pool._max_workers < threads - 1:
+            _pool = ThreadPoolExecutor(max_workers=threads - 1, thread_name_prefix="minires")
+        helpers = [_pool.submit(work) for _ in range(threads - 1)]
+        try:
+            work()  # the calling thread takes chunks too
+        finally:
+            for f in helpers:
+                f.result()  # waits for every helper, and re-raises the first error
+    return results
+
+
+# -- CPU memory -------------------------------------------------------------------------------------
+# A training step allocates its activations and gradients afresh: about 300 MB of arrays per
+# ResNet-20 step at batch 128. glibc gives freed blocks above ~128 KiB back to the OS, so every new
+# array starts as untouched pages and its first write takes one page fault per 4 KiB: ~15,000 per
+# step, a few microseconds each in a virtual machine, about a tenth of the step. Asked to keep
+# freed memory for reuse instead, glibc serves the next step from the same pages. The price: the
+# process holds on to its peak memory until it exits, as a training run does anyway.
+# MINIRES_KEEP_FREED_MEMORY=0 leaves the allocator alone.
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # from <malloc.h>
+
+
+def keep_freed_memory():
+    """Ask glibc to keep freed memory for reuse (arrays up to 32 MiB); True if it agreed.
+
+    Called when minires is imported. No-op (False) outside glibc/Linux or when
+    $MINIRES_KEEP_FREED_MEMORY is 0.
+    """
+    if os.environ.get("MINIRES_KEEP_FREED_MEMORY", "1") == "0":
+        return False
+    if not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc":
+        return False
+    try:
+        libc = ctypes.CDLL(None)
+        # 32 MiB is the largest mmap threshold glibc accepts; bigger arrays are still mapped.
+        return bool(libc.mallopt(_M_MMAP_THRESHOLD, 32 << 20) and libc.mallopt(_M_TRIM_THRESHOLD, 1 << 30))
+    except (OSError, AttributeError):  # pragma: no cover - unusual libc
+        return False
+
+
+KEEPS_FREED_MEMORY = keep_freed_memory()

@@ -5,6 +5,8 @@ import pytest
 import minires as mr
 from minires import backend
 from minires import functional as F
+from minires.functional import conv, norm
+from minires.functional.conv import im2col_wide
 
 
 def _grads(x, w, stride, padding, gy):
@@ -29,20 +31,64 @@ def test_stride_one_input_gradient_equals_col2im_of_w_transpose_dy(k, padding, r
     np.testing.assert_allclose(gw, ref_gw, rtol=1e-10, atol=1e-10)
 
 
-def test_threaded_copies_give_bit_identical_results(rng):
-    # columns of 7 MB: above the size from which im2col/col2im split their work over threads
-    x = rng.standard_normal((16, 32, 40, 40)).astype(np.float32)
-    w = rng.standard_normal((8, 32, 3, 3)).astype(np.float32)
-    gy = rng.standard_normal((16, 8, 20, 20)).astype(np.float32)
-    cols = rng.standard_normal((32 * 9, 16 * 20 * 20)).astype(np.float32)
+@pytest.mark.parametrize("kh, kw, padding", [(3, 3, 1), (3, 3, 0), (5, 5, 2), (2, 2, 1), (3, 1, 1), (1, 1, 1)])
+def test_padded_width_columns_contain_the_im2col_columns(kh, kw, padding, rng):
+    x = rng.standard_normal((3, 2, 6, 7))
+    OH, OW, Wp = 6 + 2 * padding - kh + 1, 7 + 2 * padding - kw + 1, 7 + 2 * padding
+    wide = im2col_wide(x, kh, kw, padding)
+    assert wide.shape == (2 * kh * kw, 3 * OH * Wp)
+    np.testing.assert_array_equal(wide.reshape(-1, 3, OH, Wp)[..., :OW],
+                                  F.im2col(x, kh, kw, 1, padding).reshape(-1, 3, OH, OW))
+
+
+@pytest.mark.parametrize("chunk_bytes", [1, 3000, 1 << 30])  # one image per chunk, a few, the whole batch
+@pytest.mark.parametrize("k, stride, padding", [(3, 1, 1), (3, 2, 1), (1, 1, 0), (1, 2, 0), (5, 1, 2), (2, 1, 1),
+                                                (3, 1, 0), (3, 1, 3)])
+def test_convolution_over_image_chunks_equals_one_gemm_over_the_batch(k, stride, padding, chunk_bytes, rng,
+                                                                       monkeypatch):
+    """The reference is the textbook pass over the whole batch: y = W im2col(x) + b,
+    dW = dy im2col(x)^T, db = sum(dy), dx = col2im(W^T dy)."""
+    monkeypatch.setattr(conv, "_CHUNK_BYTES", chunk_bytes)
+    N, C, C_out = 7, 3, 4
+    x, w, b = rng.standard_normal((N, C, 9, 8)), rng.standard_normal((C_out, C, k, k)), rng.standard_normal(C_out)
+    xt, wt, bt = (mr.Tensor(a, requires_grad=True) for a in (x, w, b))
+    y = F.conv2d(xt, wt, bt, stride=stride, padding=padding)
+    gy = rng.standard_normal(y.shape)
+    y.backward(gy)
+
+    cols = F.im2col(x, k, k, stride, padding)
+    w2, gy2 = w.reshape(C_out, -1), gy.transpose(1, 0, 2, 3).reshape(C_out, -1)
+    y_ref = (w2 @ cols + b[:, None]).reshape(C_out, N, *y.shape[2:]).transpose(1, 0, 2, 3)
+    np.testing.assert_allclose(y.data, y_ref, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(wt.grad, (gy2 @ cols.T).reshape(w.shape), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(bt.grad, gy2.sum(axis=1), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(xt.grad, F.col2im(w2.T @ gy2, x.shape, k, k, stride, padding), rtol=1e-12, atol=1e-12)
+
+
+def test_results_are_bit_identical_on_any_number_of_threads(rng, monkeypatch):
+    # Small chunks and blocks, so that the work is spread over many of them.
+    monkeypatch.setattr(conv, "_CHUNK_BYTES", 1 << 16)
+    monkeypatch.setattr(norm, "_BLOCK_BYTES", 1 << 12)
+    x = rng.standard_normal((16, 8, 20, 20)).astype(np.float32)
+    w = rng.standard_normal((8, 8, 3, 3)).astype(np.float32)
+    gamma, beta = rng.standard_normal(8).astype(np.float32), rng.standard_normal(8).astype(np.float32)
+
+    def step():
+        xt, wt = mr.Tensor(x, requires_grad=True), mr.Tensor(w, requires_grad=True)
+        gt, bt = mr.Tensor(gamma, requires_grad=True), mr.Tensor(beta, requires_grad=True)
+        h = F.conv2d(xt, wt, padding=1)                                            # stride 1: wide columns
+        h = F.batch_norm(h, gt, bt, np.zeros(8, np.float32), np.ones(8, np.float32), training=True)
+        y = F.conv2d(h, wt, stride=2, padding=1)                                   # stride 2: im2col, col2im
+        y.backward(np.cos(np.arange(y.size, dtype=np.float32)).reshape(y.shape))
+        return y.data, xt.grad, wt.grad, gt.grad, bt.grad
+
     before = backend.num_threads()
     try:
         results = []
         for threads in (1, 3):
             backend.set_num_threads(threads)
-            results.append(_grads(x, w, 2, 1, gy) + (F.im2col(x, 3, 3, 2, 1), F.col2im(cols, x.shape, 3, 3, 2, 1)))
-        one, three = results
+            results.append(step())
     finally:
         backend.set_num_threads(before)
-    for a, b in zip(one, three):
-        np.testing.assert_array_equal(a, b)
+    for one, three in zip(*results):
+        np.testing.assert_array_equal(one, three)

@@ -11,6 +11,7 @@ from hypothesis import given, strategies as st
 
 import minires as mr
 from minires import functional as F
+from minires.functional import norm
 from minires.functional.norm import BatchNorm
 
 import oracles
@@ -183,6 +184,27 @@ def test_sum_based_check_misses_the_dropped_dgamma_term():
     np.testing.assert_allclose(analytic, numeric, atol=1e-6)  # the sum-based check is satisfied...
     with pytest.raises(mr.GradcheckError):                    # ...the random-contraction one is not
         mr.gradcheck(fn, x, gamma, beta)
+
+
+# -- blocks of channels ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("training", [True, False])
+def test_batch_norm_one_channel_at_a_time_gives_the_same_numbers(training, monkeypatch):
+    """On the CPU the channels are processed in blocks; a block of one channel must not change a bit."""
+    x, gamma, beta, rm, rv = bn_problem((6, 5, 4, 3), 7)
+    gy = np.random.default_rng(8).standard_normal(x.shape)
+
+    def run():
+        xt, gt, bt = mr.Tensor(x, requires_grad=True), mr.Tensor(gamma, requires_grad=True), mr.Tensor(beta, requires_grad=True)
+        mean, var = rm.copy(), rv.copy()
+        y = F.batch_norm(xt, gt, bt, mean, var, training)
+        y.backward(gy)
+        return y.data, xt.grad, gt.grad, bt.grad, mean, var
+
+    whole = run()
+    monkeypatch.setattr(norm, "_BLOCK_BYTES", 1)
+    for a, b in zip(whole, run()):
+        np.testing.assert_array_equal(a, b)
 
 
 # -- layout, dtype ---------------------------------------------------------------------------------

@@ -22,55 +22,84 @@ from ..autograd import Function, Tensor
 from .layout import channels_first_2d, from_channels_first_2d
 
 
+# On the CPU the channels are processed in blocks of at most this many bytes per array, spread
+# over the threads: each block's rows are still in cache for the next of the few passes over them.
+_BLOCK_BYTES = 1 << 20
+
+
 class BatchNorm(Function):
-    """Inputs x (N, C, ...), gamma (C,), beta (C,). Works on the (C, M) channel-major matrix."""
+    """Inputs x (N, C, ...), gamma (C,), beta (C,). Works on the (C, M) channel-major matrix.
+
+    Channels are independent, so both passes run over blocks of channel rows (``map_chunks``);
+    every channel's numbers are the same whatever the blocks.
+    """
 
     def __init__(self, training, running_mean, running_var, momentum, eps):
         self.training, self.momentum, self.eps = training, momentum, eps
         self.running_mean, self.running_var = running_mean, running_var
 
+    @staticmethod
+    def _rows_per_block(m):
+        if backend.is_gpu_array(m):
+            return m.shape[0]
+        return _BLOCK_BYTES // max(1, m.shape[1] * m.dtype.itemsize)
+
     def forward(self, x, gamma, beta):
         xp = backend.get_array_module(x)
         m = channels_first_2d(x)  # (C, M)
         M = m.shape[1]
-        if self.training:
-            mu = m.mean(axis=1)
-            centred = m - mu[:, None]
-            var = xp.einsum("cm,cm->c", centred, centred) / M
-            if self.running_mean is not None:
-                mom = self.momentum
-                self.running_mean *= 1 - mom
-                self.running_mean += mom * mu
-                self.running_var *= 1 - mom
-                self.running_var += (mom * M / (M - 1)) * var
-        else:
-            mu, var = self.running_mean, self.running_var
-            centred = m - mu[:, None]
-        invstd = 1 / xp.sqrt(var + self.eps)
-        # y = gamma * invstd * (x - mu) + beta, computed in the buffer of (x - mu).
-        centred *= (gamma * invstd)[:, None]
-        centred += beta[:, None]
+        y = xp.empty(m.shape, dtype=m.dtype)
+
+        def run(lo, hi):
+            rows, out = m[lo:hi], y[lo:hi]
+            if self.training:
+                mu = rows.mean(axis=1)
+                xp.subtract(rows, mu[:, None], out=out)
+                var = xp.einsum("cm,cm->c", out, out) / M
+            else:
+                mu, var = self.running_mean[lo:hi], self.running_var[lo:hi]
+                xp.subtract(rows, mu[:, None], out=out)
+            invstd = 1 / xp.sqrt(var + self.eps)
+            # y = gamma * invstd * (x - mu) + beta, computed in the buffer of (x - mu).
+            out *= (gamma[lo:hi] * invstd)[:, None]
+            out += beta[lo:hi, None]
+            return mu, var, invstd
+
+        mu, var, invstd = (xp.concatenate(s) for s in zip(*backend.map_chunks(len(m), self._rows_per_block(m), run)))
+        if self.training and self.running_mean is not None:
+            mom = self.momentum
+            self.running_mean *= 1 - mom
+            self.running_mean += mom * mu
+            self.running_var *= 1 - mom
+            self.running_var += (mom * M / (M - 1)) * var
         self.x, self.mu, self.invstd, self.gamma = x, mu, invstd, gamma
-        return from_channels_first_2d(centred, x.shape)
+        return from_channels_first_2d(y, x.shape)
 
     def backward(self, gy):
-        g = channels_first_2d(gy)
+        xp = backend.get_array_module(gy)
+        g, m = channels_first_2d(gy), channels_first_2d(self.x)
         M = g.shape[1]
-        xhat = channels_first_2d(self.x) - self.mu[:, None]
-        xhat *= self.invstd[:, None]  # recomputed rather than stored: one activation less per layer
-        dbeta = g.sum(axis=1)
-        dgamma = backend.get_array_module(g).einsum("cm,cm->c", g, xhat)
-        dx = None
-        if self.needs_input_grad[0]:
-            scale = (self.gamma * self.invstd)[:, None]
-            if self.training:
+        dx = xp.empty(g.shape, dtype=g.dtype)
+
+        def run(lo, hi):
+            g_c, out = g[lo:hi], dx[lo:hi]
+            invstd = self.invstd[lo:hi, None]
+            xhat = xp.subtract(m[lo:hi], self.mu[lo:hi, None], out=out)
+            xhat *= invstd  # recomputed rather than stored: one activation less per layer
+            dbeta = g_c.sum(axis=1)
+            dgamma = xp.einsum("cm,cm->c", g_c, xhat)
+            scale = self.gamma[lo:hi, None] * invstd
+            if self.training:  # dx = scale * (g - dbeta/M - xhat * dgamma/M), in the buffer of xhat
                 xhat *= (dgamma / M)[:, None]
-                dx = g - xhat
-                dx -= (dbeta / M)[:, None]
-                dx *= scale
+                xp.subtract(g_c, xhat, out=out)
+                out -= (dbeta / M)[:, None]
+                out *= scale
             else:  # running statistics are constants: y is affine in x
-                dx = g * scale
-            dx = from_channels_first_2d(dx, gy.shape)
+                xp.multiply(g_c, scale, out=out)
+            return dgamma, dbeta
+
+        dgamma, dbeta = (xp.concatenate(s) for s in zip(*backend.map_chunks(len(g), self._rows_per_block(g), run)))
+        dx = from_channels_first_2d(dx, gy.shape) if self.needs_input_grad[0] else None
         return dx, dgamma, dbeta
 
 

@@ -1,0 +1,108 @@
+"""CPU threads and memory in backend.py: map_chunks runs every chunk once, in order, with BLAS
+held to one thread, and gives the same answer on any thread count; freed memory is reused."""
+import os
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import pytest
+
+from minires import backend
+
+
+@pytest.fixture
+def threads():
+    """Set minires's thread count for one test, restoring it afterwards."""
+    before = backend.num_threads()
+    yield backend.set_num_threads
+    backend.set_num_threads(before)
+
+
+def test_chunks_cover_the_range_in_order():
+    assert backend.chunks(10, 3) == [(0, 3), (3, 6), (6, 9), (9, 10)]
+    assert backend.chunks(4, 4) == [(0, 4)]
+    assert backend.chunks(4, 100) == [(0, 4)]
+    assert backend.chunks(3, 0) == [(0, 1), (1, 2), (2, 3)]  # a size below one still makes progress
+    assert backend.chunks(0, 5) == []
+
+
+@pytest.mark.parametrize("n_threads", [1, 2, 4])
+def test_map_chunks_runs_each_chunk_once_and_returns_results_in_chunk_order(threads, n_threads):
+    threads(n_threads)
+    seen, lock = [], threading.Lock()
+
+    def body(lo, hi):
+        with lock:
+            seen.append((lo, hi))
+        return list(range(lo, hi))
+
+    out = backend.map_chunks(23, 4, body)
+    assert out == [list(range(lo, hi)) for lo, hi in backend.chunks(23, 4)]
+    assert sorted(seen) == backend.chunks(23, 4)
+
+
+def test_map_chunks_of_nothing_is_an_empty_list():
+    assert backend.map_chunks(0, 4, lambda lo, hi: 1 / 0) == []
+
+
+def test_map_chunks_re_raises_a_worker_error(threads):
+    threads(2)
+
+    def body(lo, hi):
+        if lo == 8:
+            raise ValueError("chunk 8 failed")
+        return lo
+
+    with pytest.raises(ValueError, match="chunk 8 failed"):
+        backend.map_chunks(20, 4, body)
+
+
+def test_blas_is_held_to_one_thread_inside_and_restored_after(threads):
+    blas = backend._blas_libraries()
+    assert blas is not None, "threadpoolctl finds NumPy's BLAS on this machine"
+    threads(2)
+    with blas.limit(limits=2):  # whatever the test process started with (conftest sets 1)
+        before = [lib["num_threads"] for lib in blas.info()]
+        inside = backend.map_chunks(6, 2, lambda lo, hi: [lib["num_threads"] for lib in blas.info()])
+        after = [lib["num_threads"] for lib in blas.info()]
+    assert all(t == [1] * len(before) for t in inside)
+    assert after == before and before != [1] * len(before)
+
+
+def test_without_a_settable_blas_the_chunks_run_in_the_calling_thread(threads, monkeypatch):
+    threads(4)
+    monkeypatch.setattr(backend, "_blas", False)
+    caller = threading.get_ident()
+    assert backend.map_chunks(10, 3, lambda lo, hi: threading.get_ident()) == [caller] * 4
+
+
+# -- freed memory is kept for reuse ----------------------------------------------------------------
+
+_CHURN = """
+import resource, numpy as np, minires
+def step():  # like a training step: a few activations of 8 MB alive at once, then all freed
+    alive = [np.ones(2_000_000, np.float32) for _ in range(6)]
+step()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(10):
+    step()
+print(minires.backend.KEEPS_FREED_MEMORY, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+def _page_faults(keep):
+    env = dict(os.environ, MINIRES_KEEP_FREED_MEMORY=keep)
+    out = subprocess.run([sys.executable, "-c", _CHURN], env=env, capture_output=True, text=True, check=True)
+    kept, faults = out.stdout.split()
+    return kept == "True", int(faults)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's allocator is tuned on Linux only")
+def test_reallocating_a_freed_array_touches_no_new_pages():
+    # 10 "steps" of 6 arrays of 8 MB = 2,048 pages each: left alone, glibc gives most of them back
+    # to the OS and faults them in afresh (~30,000 faults here); kept, the same pages serve again.
+    kept, faults = _page_faults("1")
+    assert kept and faults < 2048
+    kept_off, faults_off = _page_faults("0")
+    assert not kept_off and faults_off > 10 * 2048
