@@ -31,7 +31,7 @@ def parse_args(argv=None):
 
 
 def set_threads(n):
-    """Pin the thread pools of OpenBLAS/MKL/OpenMP (NumPy's BLAS, PyTorch) and minires's copy
+    """Pin the thread pools of OpenBLAS/MKL/OpenMP (NumPy's BLAS, PyTorch) and minires's worker
     threads to ``n`` threads.
 
     The pools read these variables once, when their library loads, so this must run before

@@ -187,8 +187,9 @@ print("gradcheck conv2d 3x3/2, padding 1:", mr.gradcheck(lambda x, w: F.conv2d(x
 # %% [markdown]
 # ## 4. How much faster?
 #
-# We time the loops, our three-line `conv2d_im2col`, and `F.conv2d` (which adds a reused buffer
-# for the columns, threads for the copy, and channel-major output) on a few small 3x3 layers.
+# We time the loops, our three-line `conv2d_im2col`, and `F.conv2d` (which adds channel-major
+# output, reused column buffers, and on large batches chunks of images spread over the CPU cores)
+# on a few small 3x3 layers.
 # Each figure is the median of a few runs on whatever machine this is. The numbers illustrate
 # the gap and are not a benchmark (for that, see `benchmarks/`). On layers this small, F.conv2d's
 # fixed cost per call (argument checks, wrapping the result in a Tensor) can outweigh what its

@@ -13,7 +13,8 @@
 #
 # The paper trained its CIFAR nets "with a mini-batch size of 128 on two GPUs" (sec. 4.2). minires
 # runs every op on NumPy arrays on the CPU or on CuPy arrays on an NVIDIA GPU, and there is no
-# separate GPU version of any op (a few CPU copies merely take a multi-threaded branch). This lesson
+# separate GPU version of any op (on the CPU, the convolution and batch norm merely split their work
+# into chunks for several threads, where the GPU takes the whole batch at once). This lesson
 # shows how one code path serves both devices, what moves between host (CPU) memory and device (GPU)
 # memory and when, and how closely the two devices agree.
 #

@@ -142,6 +142,15 @@ def num_threads():
     return _threads
 
 
+def _forget_pool():
+    global _pool
+    _pool = None  # a forked child has none of the parent's threads: start a new pool when needed
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool)
+
+
 def set_num_threads(n):
     """Use ``n`` threads for CPU work from now on (1 runs everything in the calling thread)."""
     global _threads

@@ -1,9 +1,11 @@
 """CPU threads and memory in backend.py: map_chunks runs every chunk once, in order, with BLAS
 held to one thread, and gives the same answer on any thread count; freed memory is reused."""
 import os
+import signal
 import subprocess
 import sys
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -106,3 +108,21 @@ def test_reallocating_a_freed_array_touches_no_new_pages():
     assert kept and faults < 2048
     kept_off, faults_off = _page_faults("0")
     assert not kept_off and faults_off > 10 * 2048
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX-only")
+def test_a_forked_child_can_still_use_the_threads(threads):
+    threads(2)
+    backend.map_chunks(8, 2, lambda lo, hi: lo)  # the parent's pool exists now
+    pid = os.fork()
+    if pid == 0:  # child: must not wait forever on the parent's (absent) threads
+        code = 0 if backend.map_chunks(8, 2, lambda lo, hi: lo) == [0, 2, 4, 6] else 1
+        os._exit(code)
+    deadline = time.monotonic() + 30
+    while (done := os.waitpid(pid, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    if done[0] == 0:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        pytest.fail("the forked child hung waiting for threads it does not have")
+    assert os.WIFEXITED(done[1]) and os.WEXITSTATUS(done[1]) == 0

@@ -5,17 +5,23 @@ writing ReLU as ``maximum(x, 0)`` in an engine that splits ties would hand half 
 """
 from .. import backend
 from ..autograd import Function
+from .layout import map_rows
 
 
 class ReLU(Function):
     def forward(self, x):
+        xp = backend.get_array_module(x)
         # Keep the output, not the input: y > 0 exactly where x > 0, and y is usually kept alive
         # anyway by the next layer (a convolution saves its input), so this costs no memory.
-        self.y = backend.get_array_module(x).maximum(x, 0)
+        self.y = xp.empty_like(x)  # same memory layout as x
+        map_rows(lambda x, y: xp.maximum(x, 0, out=y), x, self.y)
         return self.y
 
     def backward(self, gy):
-        return gy * (self.y > 0)
+        xp = backend.get_array_module(gy)
+        gx = xp.empty_like(gy)
+        map_rows(lambda gy, y, gx: xp.multiply(gy, y > 0, out=gx), gy, self.y, gx)
+        return gx
 
 
 def relu(x):
