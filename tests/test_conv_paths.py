@@ -31,10 +31,11 @@ def test_stride_one_input_gradient_equals_col2im_of_w_transpose_dy(k, padding, r
     np.testing.assert_allclose(gw, ref_gw, rtol=1e-10, atol=1e-10)
 
 
-@pytest.mark.parametrize("kh, kw, padding", [(3, 3, 1), (3, 3, 0), (5, 5, 2), (2, 2, 1), (3, 1, 1), (1, 1, 1)])
+@pytest.mark.parametrize("kh, kw, padding", [(3, 3, 1), (3, 3, 0), (3, 3, 2), (5, 5, 2), (2, 2, 1), (2, 2, 2),
+                                             (3, 1, 1), (1, 1, 1), (7, 7, 3)])
 def test_padded_width_columns_contain_the_im2col_columns(kh, kw, padding, rng):
     x = rng.standard_normal((3, 2, 6, 7))
-    OH, OW, Wp = 6 + 2 * padding - kh + 1, 7 + 2 * padding - kw + 1, 7 + 2 * padding
+    OH, OW, Wp = 6 + 2 * padding - kh + 1, 7 + 2 * padding - kw + 1, 7 + max(padding, 2 * padding - kw + 1)
     wide = im2col_wide(x, kh, kw, padding)
     assert wide.shape == (2 * kh * kw, 3 * OH * Wp)
     np.testing.assert_array_equal(wide.reshape(-1, 3, OH, Wp)[..., :OW],

@@ -150,15 +150,23 @@ def col2im(cols, input_shape, kh, kw, stride=1, padding=0):
 
 # -- stride 1: columns on the padded width ---------------------------------------------------------
 # im2col copies each (c, i, j) row of the columns as N*OH runs of only OW numbers, and such a copy
-# is bound by the count of runs, not by bytes. For stride 1 there is a layout with long runs:
-# compute the output on the padded width Wp = W + 2p instead of OW = Wp - kw + 1. Output t = r*Wp + q
-# of image n then reads, for kernel offset (i, j), element i*Wp + j + t of the flattened padded
-# image, so row (c, i, j) is ONE run of OH*Wp numbers per image (3-5x faster to copy). The kw-1
-# extra outputs per output row wrap around into the next image row: garbage, which the GEMM
-# computes (it grows by Wp/OW) and ``_drop_wrapped`` leaves out of the result.
+# is bound by the count of runs, not by bytes. For stride 1 there is a layout with long runs.
+# Lay the padded image out in rows of Wp numbers: p zeros, the W pixels, zeros up to Wp. The p
+# zeros at the start of row r+1 double as the right padding of row r, so Wp = W + p is enough
+# (W + max(p, 2p - kw + 1) in general). Now compute the output on a grid of that width Wp:
+# output t = r*Wp + q of image n reads, for kernel offset (i, j), element i*Wp + j + t of the
+# flattened padded image, so row (c, i, j) of the columns is ONE run of OH*Wp numbers per image
+# (3-5x faster to copy). The Wp - OW extra outputs per row (kw - 1 - p of them; one for a 3x3
+# "same" convolution) wrap around into the next row: garbage, which the GEMM computes (it grows
+# by Wp/OW) and ``_drop_wrapped`` leaves out of the result.
+
+def _wide_width(W, kw, padding):
+    """Row length Wp of the padded-width layout for width W, kernel width kw, padding p."""
+    return W + max(padding, 2 * padding - kw + 1)
+
 
 def im2col_wide(a, kh, kw, padding=0, out=None):
-    """Stride-1 columns on the padded width: (N, C, H, W) -> (C*kh*kw, N*OH*Wp), Wp = W + 2*padding.
+    """Stride-1 columns on the padded width: (N, C, H, W) -> (C*kh*kw, N*OH*Wp), Wp = _wide_width(W, kw, p).
 
     cols[(c*kh + i)*kw + j, (n*OH + r)*Wp + q] = flat(xpad[n, c])[(r + i)*Wp + q + j]; for q < OW
     that is im2col's column (n, r, q), for q >= OW a wrapped-around value to be ignored.
@@ -166,7 +174,7 @@ def im2col_wide(a, kh, kw, padding=0, out=None):
     OH, OW = _check_geometry("im2col_wide", a.shape, kh, kw, 1, padding)
     xp = backend.get_array_module(a)
     N, C, H, W = a.shape
-    Hp, Wp = H + 2 * padding, W + 2 * padding
+    Hp, Wp = H + 2 * padding, _wide_width(W, kw, padding)
     # kw - 1 zeros of slack: the last image's garbage outputs read that far past its end.
     flat = xp.zeros((C, N * Hp * Wp + kw - 1), dtype=a.dtype)
     flat[:, :N * Hp * Wp].reshape(C, N, Hp, Wp)[:, :, padding:padding + H, padding:padding + W] = a.swapaxes(0, 1)
@@ -238,14 +246,14 @@ class Conv2d(Function):
             if pointwise:
                 xp.matmul(w2, channels_first_2d(x_n), out=y_n)
             elif wide:
-                cols = im2col_wide(x_n, kh, kw, p, out=_workspace((C * kh * kw, n * OH * (W + 2 * p)), x.dtype, x))
+                cols = im2col_wide(x_n, kh, kw, p, out=_workspace((C * kh * kw, n * OH * _wide_width(W, kw, p)), x.dtype, x))
                 _drop_wrapped(xp.matmul(w2, cols, out=_workspace((C_out, cols.shape[1]), x.dtype, x, "out")), y_n, OW)
             else:
                 xp.matmul(w2, im2col(x_n, kh, kw, s, p, out=_workspace((C * kh * kw, n * S), x.dtype, x)), out=y_n)
             if b is not None:
                 y_n += b[:, None]
 
-        per_image = C * kh * kw * (OH * (W + 2 * p) if wide else S)
+        per_image = C * kh * kw * (OH * _wide_width(W, kw, p) if wide else S)
         backend.map_chunks(N, self._chunk(x, per_image), run)
         self.x, self.w, self.has_bias = x, w, b is not None
         return from_channels_first_2d(y, (N, C_out, OH, OW))
@@ -279,14 +287,14 @@ class Conv2d(Function):
                 if pointwise:
                     xp.matmul(w2.T, g2, out=gx_n)
                 elif flipped:
-                    cols = im2col_wide(gy_n, kh, kw, q, out=ws(C_out * kh * kw, n * H * (OW + 2 * q)))
+                    cols = im2col_wide(gy_n, kh, kw, q, out=ws(C_out * kh * kw, n * H * _wide_width(OW, kw, q)))
                     _drop_wrapped(xp.matmul(w_flip, cols, out=ws(C, cols.shape[1], "out")), gx_n, W)
                 else:
                     dcols = xp.matmul(w2.T, g2, out=ws(C * kh * kw, n * S))
                     gx_n.reshape(C, n, H, W)[...] = col2im(dcols, x_n.shape, kh, kw, s, p).swapaxes(0, 1)
             return gw
 
-        per_image = max(C * kh * kw * S, C_out * kh * kw * H * (OW + 2 * q) if flipped else 0)
+        per_image = max(C * kh * kw * S, C_out * kh * kw * H * _wide_width(OW, kw, q) if flipped else 0)
         parts = backend.map_chunks(N, self._chunk(x, per_image), run)
         gw = gb = None
         if need_w:

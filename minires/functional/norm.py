@@ -56,13 +56,16 @@ class BatchNorm(Function):
                 mu = rows.mean(axis=1)
                 xp.subtract(rows, mu[:, None], out=out)
                 var = xp.einsum("cm,cm->c", out, out) / M
-            else:
+                invstd = 1 / xp.sqrt(var + self.eps)
+                # y = gamma * invstd * (x - mu) + beta, computed in the buffer of (x - mu).
+                out *= (gamma[lo:hi] * invstd)[:, None]
+                out += beta[lo:hi, None]
+            else:  # constants per channel: y = scale * x + (beta - scale * mu), two passes
                 mu, var = self.running_mean[lo:hi], self.running_var[lo:hi]
-                xp.subtract(rows, mu[:, None], out=out)
-            invstd = 1 / xp.sqrt(var + self.eps)
-            # y = gamma * invstd * (x - mu) + beta, computed in the buffer of (x - mu).
-            out *= (gamma[lo:hi] * invstd)[:, None]
-            out += beta[lo:hi, None]
+                invstd = 1 / xp.sqrt(var + self.eps)
+                scale = gamma[lo:hi] * invstd
+                xp.multiply(rows, scale[:, None], out=out)
+                out += (beta[lo:hi] - scale * mu)[:, None]
             return mu, var, invstd
 
         mu, var, invstd = (xp.concatenate(s) for s in zip(*backend.map_chunks(len(m), self._rows_per_block(m), run)))
