@@ -10,6 +10,7 @@ import ctypes
 import os
 import platform
 import sys
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -122,8 +123,10 @@ def default_rng():
 # cuts the batch into chunks of a few images whose columns stay in cache, and runs whole chunks
 # (copy + GEMM) on a pool of threads, each calling a one-thread BLAS: NumPy releases the GIL in
 # both, the cores never wait on each other between a copy and a GEMM, and the columns are read
-# back from cache instead of memory. This is ``map_chunks``; ``functional/conv.py`` uses it.
+# back from cache instead of memory. This is ``map_chunks``; the convolution, batch norm and ReLU
+# use it.
 _pool = None
+_local = threading.local()  # .busy: this thread is running chunks already
 _threads = None
 _blas = None  # threadpoolctl's handle on the BLAS libraries NumPy loaded; False if there is none
 
@@ -186,15 +189,21 @@ def map_chunks(n, size, body):
     global _pool
     spans = chunks(n, size)
     threads = min(num_threads(), len(spans))
-    blas = _blas_libraries() if len(spans) > 1 else None
+    # Nested inside another map_chunks, run in place: waiting on the pool from one of its own
+    # threads could wait forever.
+    blas = _blas_libraries() if len(spans) > 1 and not getattr(_local, "busy", False) else None
     if blas is None:
         return [body(lo, hi) for lo, hi in spans]
     results = [None] * len(spans)
     todo = iter(range(len(spans)))  # shared: next() on it is atomic under the GIL
 
     def work():
-        for k in todo:
-            results[k] = body(*spans[k])
+        _local.busy = True
+        try:
+            for k in todo:
+                results[k] = body(*spans[k])
+        finally:
+            _local.busy = False
 
     with blas.limit(limits=1):
         if threads <= 1:

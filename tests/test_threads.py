@@ -126,3 +126,17 @@ def test_a_forked_child_can_still_use_the_threads(threads):
         os.waitpid(pid, 0)
         pytest.fail("the forked child hung waiting for threads it does not have")
     assert os.WIFEXITED(done[1]) and os.WEXITSTATUS(done[1]) == 0
+
+
+def test_map_chunks_inside_map_chunks_finishes(threads):
+    threads(2)
+    out = []
+
+    def outer():
+        out.append(backend.map_chunks(6, 1, lambda lo, hi: backend.map_chunks(4, 1, lambda a, b: a + 10 * lo)))
+
+    runner = threading.Thread(target=outer, daemon=True)
+    runner.start()
+    runner.join(30)
+    assert not runner.is_alive(), "a nested map_chunks waited forever on the pool"
+    assert out == [[[10 * lo + a for a in range(4)] for lo in range(6)]]
