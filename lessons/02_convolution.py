@@ -296,11 +296,8 @@ def im2col_rows(xpad):
 
 
 assert np.array_equal(im2col_rows(xb_padded), F.im2col(xb, 3, 3, 1, 1).T)
-threads = mr.backend.num_threads()
-mr.backend.set_num_threads(1)
 t_cols = median_time(lambda: F.im2col(xb, 3, 3, 1, 1), 7)
 t_rows = median_time(lambda: im2col_rows(xb_padded), 7)
-mr.backend.set_num_threads(threads)
 print(f"gather into (C*k*k, N*OH*OW), minires: {t_cols * 1e3:6.2f} ms")
 print(f"gather into (N*OH*OW, C*k*k), rows   : {t_rows * 1e3:6.2f} ms  ({t_rows / t_cols:.1f}x slower here)")
 
