@@ -20,7 +20,6 @@ Norms are L2 norms of the whole gradient array (over the batch, channels and pos
 CIFAR nets of several depths and plots both profiles; :class:`EpochRecorder` repeats the
 measurement on a fixed batch after every training epoch.
 """
-import argparse
 import contextlib
 import json
 import math

@@ -92,7 +92,7 @@ def _workspace(shape, dtype, like, name="cols"):
 
 
 def release_workspace():
-    """Free the shared im2col buffers (they are re-created on the next convolution)."""
+    """Free every thread's im2col buffers (they are re-created on the next convolution)."""
     _workspaces.clear()
 
 

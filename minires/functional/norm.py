@@ -19,12 +19,12 @@ with the *unbiased* variance var * M / (M - 1).
 """
 from .. import backend
 from ..autograd import Function, Tensor
-from .layout import channels_first_2d, from_channels_first_2d
+from .layout import _BLOCK_BYTES, channels_first_2d, from_channels_first_2d
 
 
-# On the CPU the channels are processed in blocks of at most this many bytes per array, spread
-# over the threads: each block's rows are still in cache for the next of the few passes over them.
-_BLOCK_BYTES = 1 << 20
+# On the CPU the channels are processed in blocks of at most _BLOCK_BYTES per array (the size
+# layout.map_rows uses), spread over the threads: each block's rows are still in cache for the
+# next of the few passes over them.
 
 
 class BatchNorm(Function):

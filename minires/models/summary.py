@@ -64,7 +64,6 @@ def summary(model, input_shape, depth=1):
     if len(shape) != 4:
         raise ValueError(f"summary: input_shape must be (C, H, W) or (N, C, H, W), got {input_shape}")
     named = list(model.named_modules())
-    names = {id(m): name for name, m in named}
     out_shapes, macs = {}, {}
 
     def record(module, inputs, output):
