@@ -15,6 +15,8 @@ if "ipykernel" not in sys.modules and "MPLBACKEND" not in os.environ:
     matplotlib.use("Agg")  # a plain `python` run: figures go to files, no window opens
 import matplotlib.pyplot as plt  # noqa: E402
 
+from minires.io import save_figure  # noqa: E402
+
 QUICK = os.environ.get("MINIRES_QUICK", "0") not in ("", "0")
 OUT = os.environ.get("MINIRES_LESSON_OUT") or os.path.join(os.path.dirname(os.path.abspath(__file__)), "out")
 os.makedirs(OUT, exist_ok=True)
@@ -23,7 +25,7 @@ os.makedirs(OUT, exist_ok=True)
 def show(fig, name):
     """Save the figure under OUT (for scripts and tests), then display it (in a notebook)."""
     path = os.path.join(OUT, name)
-    fig.savefig(path, dpi=90, bbox_inches="tight")
+    save_figure(fig, path, dpi=90, bbox_inches="tight")
     print(f"figure saved to {path}")
     plt.show()
     plt.close(fig)

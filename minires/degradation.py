@@ -127,7 +127,7 @@ def plot_degradation(histories, path, milestones=(), title=None):
         axes[0].set_ylim(0, min(100, 1.15 * max(shown) + 0.5))
     if title:
         fig.suptitle(title)
-    fig.savefig(path, dpi=80)
+    io.save_figure(fig, path, dpi=80)
     return path
 
 

@@ -249,7 +249,7 @@ def plot_flow(runs, path, title=None):
                 ax.legend(fontsize=8)
     if title:
         fig.suptitle(title)
-    fig.savefig(path, dpi=90)
+    io.save_figure(fig, path, dpi=90)
     return path
 
 
@@ -286,7 +286,7 @@ def plot_flow_over_training(histories, path, title=None):
                  ticks=MaxNLocator(integer=True))
     if title:
         fig.suptitle(title)
-    fig.savefig(path, dpi=90)
+    io.save_figure(fig, path, dpi=90)
     return path
 
 

@@ -43,6 +43,16 @@ def _umask():
     return mask
 
 
+def save_figure(fig, path, **savefig_kwargs):
+    """Render a matplotlib figure to ``path`` atomically (format from the suffix; PNG by default)."""
+    import io as _bytes_io
+    buffer = _bytes_io.BytesIO()
+    fmt = os.path.splitext(os.fspath(path))[1].lstrip(".") or "png"
+    fig.savefig(buffer, format=fmt, **savefig_kwargs)
+    with atomic_write(path) as f:
+        f.write(buffer.getvalue())
+
+
 def save_arrays(path, arrays, meta=None):
     """Write {name: array} (and an optional JSON-able ``meta`` dict) to ``path`` as .npz, atomically."""
     payload = {}

@@ -17,7 +17,6 @@ Checkpoints are .npz arrays plus JSON metadata, never pickles.
 ``python -m minires train`` (see ``add_arguments``) trains ResNet-20 on the bundled digits.
 """
 import csv
-import io as _io
 import json
 import math
 import os
@@ -296,10 +295,7 @@ def plot_history(history, path, title=None):
         ax.legend()
     if title:
         fig.suptitle(title)
-    buffer = _io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100)
-    with io.atomic_write(path) as f:
-        f.write(buffer.getvalue())
+    io.save_figure(fig, path, dpi=100)
 
 
 # -- command line --------------------------------------------------------------------------------
