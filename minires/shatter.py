@@ -198,6 +198,7 @@ def measure(variants=VARIANTS, depths=range(1, DEPTH + 1), seeds=(0, 1, 2), widt
 
     device = backend.check_device(device)
     depths, seeds = [int(d) for d in depths], [int(s) for s in seeds]
+    max_lag = min(max_lag, points - 1)
     x = inputs(points, x_range)
     results = {}
     bar = tqdm(total=len(variants) * sum(depths) * len(seeds), desc="shatter", unit="layer",

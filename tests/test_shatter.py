@@ -1,4 +1,6 @@
 """Shattered gradients (Balduzzi et al. 2017): the measurement, and the paper's claim on small nets."""
+import json
+
 import numpy as np
 import pytest
 
@@ -95,3 +97,26 @@ def test_feedforward_gradients_shatter_with_depth_and_bn_resnet_gradients_far_le
     assert ff[2] < 0.4                              # 12 layers: near white noise (r(1) ~ 0.25 here)
     assert ff[0] > ff[1] > ff[2]                    # falling with depth
     assert rn[2] > 0.7 and rn[2] - ff[2] > 0.4      # the BN ResNet keeps most of its correlation (~0.9)
+
+
+# -- the command -------------------------------------------------------------------------------------
+
+def _cli(*argv):
+    import os
+    import subprocess
+    import sys
+    return subprocess.run([sys.executable, "-m", "minires", "shatter", *argv], capture_output=True, text=True,
+                          env={**os.environ, "MINIRES_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"})
+
+
+def test_shatter_command_help_errors_and_a_tiny_run(tmp_path):
+    r = _cli("--help")
+    assert r.returncode == 0 and "--max-depth" in r.stdout and "--quick" in r.stdout
+    r = _cli("--points", "3")
+    assert r.returncode != 0 and "--points" in r.stderr and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    r = _cli("--max-depth", "3", "--width", "8", "--points", "32", "--seeds", "1", "--no-progress", "--out", str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    doc = json.loads((tmp_path / "shatter.json").read_text())
+    assert doc["settings"]["depths"] == [1, 2, 3] and set(doc["variants"]) == set(shatter.VARIANTS)
+    assert (tmp_path / "shatter_gradients.png").exists() and (tmp_path / "shatter_correlation.png").exists()
