@@ -229,7 +229,7 @@ def plot_gradients(x, panels, path, title=None):
     """Fig. 1 of the paper: dy/dx against x, one panel per (label, gradient), noise panels included."""
     from matplotlib.figure import Figure
 
-    cols = 4
+    cols = 3
     rows = math.ceil(len(panels) / cols)
     fig = Figure(figsize=(3.2 * cols, 2.4 * rows), layout="constrained")
     axes = fig.subplots(rows, cols, squeeze=False).ravel()
@@ -246,8 +246,9 @@ def plot_gradients(x, panels, path, title=None):
     return path
 
 
-def plot_correlation(depths, results, noise_acf, path, max_depth, fits, title=None):
-    """Left: r(k) against lag at the largest depth (and for the noises); right: r(1) against depth."""
+def plot_correlation(depths, results, noise_acf, path, max_depth, fits, floor=None, title=None):
+    """Left: r(k) against lag at the largest depth (and for the noises); right: r(1) against depth,
+    with the better fit drawn over the depths it used, and the noise ``floor`` below which r(1) is noise."""
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(11, 4), layout="constrained")
@@ -260,7 +261,8 @@ def plot_correlation(depths, results, noise_acf, path, max_depth, fits, title=No
         ax_depth.plot(depths, mean_r1, "o", ms=3, color=colour, label=LABELS[variant])
         fit = fits.get(variant)
         if fit:
-            d = np.asarray(depths, dtype=np.float64)
+            d = np.asarray(fit["depths_used"], dtype=np.float64)
+            d = np.linspace(d.min(), d.max(), 100)
             best = min(("exponential", "power"), key=lambda k: fit[k]["rms_log"])
             e = fit[best]
             model = e["A"] * (np.exp(-d / e["tau"]) if best == "exponential" else d ** -e["beta"])
@@ -272,6 +274,8 @@ def plot_correlation(depths, results, noise_acf, path, max_depth, fits, title=No
     ax_lag.set_ylabel("autocorrelation r(k) of dy/dx")
     ax_lag.legend(fontsize=7)
     ax_lag.grid(alpha=0.3)
+    if floor:
+        ax_depth.axhline(floor, color="grey", ls="--", lw=0.8, label=f"noise floor 2/sqrt(points) = {floor:.3f}")
     ax_depth.set_yscale("log")
     ax_depth.set_xlabel("depth L (rectifier layers)")
     ax_depth.set_ylabel("r(1), mean over seeds (log scale)")
@@ -336,7 +340,7 @@ def run(out, depths=range(1, DEPTH + 1), seeds=(0, 1, 2), width=WIDTH, points=PO
                               title=f"dy/dx at {points} points in [-2, 2], nets of {width} rectifiers per layer, "
                                     f"at initialisation (seed {seeds[0]})")
     corr_png = plot_correlation(depths, results, noise_acf, os.path.join(out, "shatter_correlation.png"), max_depth,
-                                fits, title=f"Autocorrelation of the gradient (mean over {len(seeds)} seeds)")
+                                fits, floor, title=f"Autocorrelation of the gradient (mean over {len(seeds)} seeds)")
     settings = {"points": points, "x_range": list(X_RANGE), "width": width, "depths": depths, "seeds": seeds,
                 "variants": list(variants), "init": "He normal N(0, 2/fan_in), nn.Linear default biases",
                 "batch_norm": "statistics of the batch of points, frozen (eval mode) for the derivative",
