@@ -28,7 +28,8 @@ one recipe, a deep narrow CIFAR-layout net on the bundled 8x8 digits:
 where the shape changes (between stages) stay option A, zero-padding, in every variant.
 
 Outputs in ``out``: identity_loss.png (training loss per epoch, the paper's argument being about
-optimisation), identity.json (settings, histories, the table) and identity.csv.
+optimisation), identity.json (settings, histories, the table) and identity.csv. ``merge`` makes one
+table and figure from several runs of the same recipe (halves of the variants, more seeds).
 """
 import csv
 import json
@@ -273,6 +274,7 @@ def summarise(runs):
         train_err = [s["history"][-1]["train_error"] for s in done]
         test_err = [s["history"][-1]["test_error"] for s in done]
         rows.append({"variant": name, "label": label, "figure": figure, "paper_test_error": paper,
+                     "seeds": [s["seed"] for s in seeds],
                      "train_error": float(np.mean(train_err)) if train_err else None,
                      "test_error": float(np.mean(test_err)) if test_err else None,
                      "final_train_loss": float(np.mean([s["history"][-1]["train_loss"] for s in done])) if done else None,
@@ -281,14 +283,18 @@ def summarise(runs):
     return rows
 
 
-def format_table(rows, seeds):
+def format_table(rows):
     lines = [f"{'variant':>31} {'figure':>17} {'train err':>10} {'test err':>9} {'loss':>7}   paper (CIFAR-10, ResNet-110)"]
     for r in rows:
         if r["train_error"] is None:
             ours = f"{'diverged':>10} {'':>9} {'':>7}"
         else:
             ours = f"{r['train_error']:10.2%} {r['test_error']:9.2%} {r['final_train_loss']:7.4f}"
-        note = f"  ({len(r['diverged'])} of {len(seeds)} seeds diverged)" if r["diverged"] and r["train_error"] else ""
+        note = (f"  ({len(r['diverged'])} of {len(r['seeds'])} seeds diverged)" if r["diverged"] and r["train_error"]
+                is not None else "")
+        if len(r["seeds"]) > 1 and r["train_errors"]:
+            note += (f"  [seeds {'/'.join(map(str, r['seeds']))}: train "
+                     f"{' '.join(f'{e:.1%}' for e in r['train_errors'])}, test {' '.join(f'{e:.1%}' for e in r['test_errors'])}]")
         paper = r["paper_test_error"] + ("%" if r["paper_test_error"] != "fail" else "")
         lines.append(f"{r['label']:>31} {r['figure']:>17} {ours}   {paper}{note}")
     return "\n".join(lines)
@@ -322,15 +328,26 @@ def run(out, variants=tuple(VARIANTS), *, depth=DEPTH, widths=WIDTHS, epochs=EPO
                      f"loss {last['train_loss']:.4f}")
             log(f"  {VARIANTS[name][0]:>31} seed {seed}: {state} ({time.perf_counter() - t0:.0f} s)")
     seconds = time.perf_counter() - start
-    rows = summarise(runs)
-    log("\n" + format_table(rows, seeds))
-
-    os.makedirs(out, exist_ok=True)
     settings = {"data": data, "depth": depth, "widths": list(widths), "epochs": epochs, "batch_size": batch_size,
                 "lr": lr, "momentum": 0.9, "weight_decay": 1e-4, "milestones": train.default_milestones(epochs),
-                "augment": True, "seeds": seeds, "limit": limit, "device": device, "seconds": round(seconds, 1),
-                "paper": "He et al. 2016, Identity Mappings: Table 1 (shortcuts) and Table 2 (activations), "
-                         "ResNet-110 on CIFAR-10, test error %"}
+                "augment": True, "limit": limit, "seeds": seeds, "device": device, "seconds": round(seconds, 1)}
+    return report(runs, settings, out, log)
+
+
+# What makes two runs comparable: everything but the seeds, the variants, the device and the time.
+RECIPE = ("data", "depth", "widths", "epochs", "batch_size", "lr", "momentum", "weight_decay", "milestones", "augment",
+          "limit")
+
+
+def report(runs, settings, out, log=None):
+    """Print the table and write identity.json, identity.csv and identity_loss.png for ``runs``
+    ({variant: [{"seed", "history", "diverged_at", "seconds"}, ...]}) into ``out``; returns the JSON's dict."""
+    log = log or (lambda msg: print(msg, flush=True))
+    rows = summarise(runs)
+    log("\n" + format_table(rows))
+    os.makedirs(out, exist_ok=True)
+    settings = {**settings, "paper": "He et al. 2016, Identity Mappings: Table 1 (shortcuts) and Table 2 "
+                                     "(activations), ResNet-110 on CIFAR-10, test error %"}
     doc = {"settings": settings, "table": rows, "runs": runs}
     json_path = os.path.join(out, "identity.json")
     with io.atomic_write(json_path, "w") as f:
@@ -343,8 +360,38 @@ def run(out, variants=tuple(VARIANTS), *, depth=DEPTH, widths=WIDTHS, epochs=EPO
         for name, seed_runs in runs.items():
             for s in seed_runs:
                 writer.writerows({"variant": name, "seed": s["seed"], **row} for row in s["history"])
+    n_seeds = sorted({len(v) for v in runs.values()})
     png_path = plot_loss(runs, os.path.join(out, "identity_loss.png"),
-                         title=f"{depth}-layer nets, widths {'/'.join(map(str, widths))}, on {data}: "
-                               f"{epochs} epochs, lr {lr}, mean of {len(seeds)} seed(s); dotted: diverged")
-    log(f"\n{seconds:.0f} s; wrote {png_path}, {json_path} and {csv_path}")
+                         title=f"{settings['depth']}-layer nets, widths {'/'.join(map(str, settings['widths']))}, "
+                               f"on {settings['data']}: {settings['epochs']} epochs, lr {settings['lr']}, mean of "
+                               f"{'/'.join(map(str, n_seeds))} seed(s); dotted: diverged")
+    log(f"\n{settings['seconds']:.0f} s of training; wrote {png_path}, {json_path} and {csv_path}")
     return doc
+
+
+def merge(folders, out, log=None):
+    """One table and figure from several runs of the same recipe (e.g. halves of the variants, or more
+    seeds, run in parallel): reads each folder's identity.json, writes the merged outputs into ``out``."""
+    docs = []
+    for folder in folders:
+        path = os.path.join(folder, "identity.json")
+        if not os.path.isfile(path):
+            raise ValueError(f"merge: no identity.json in {folder}")
+        with open(path) as f:
+            docs.append(json.load(f))
+    recipe = {k: docs[0]["settings"].get(k) for k in RECIPE}
+    runs, seen = {}, set()
+    for folder, doc in zip(folders, docs):
+        differ = [k for k in RECIPE if doc["settings"].get(k) != recipe[k]]
+        if differ:
+            raise ValueError(f"merge: {folder} was trained with other settings ({', '.join(differ)}) than {folders[0]}")
+        for name, seed_runs in doc["runs"].items():
+            for s in seed_runs:
+                if (name, s["seed"]) in seen:
+                    raise ValueError(f"merge: {name} seed {s['seed']} appears twice (again in {folder})")
+                seen.add((name, s["seed"]))
+                runs.setdefault(name, []).append(s)
+    runs = {name: sorted(runs[name], key=lambda s: s["seed"]) for name in VARIANTS if name in runs}
+    settings = {**recipe, "seeds": sorted({s for _, s in seen}), "device": docs[0]["settings"]["device"],
+                "seconds": round(sum(d["settings"]["seconds"] for d in docs), 1), "merged_from": list(folders)}
+    return report(runs, settings, out, log)

@@ -142,6 +142,19 @@ def test_run_writes_table_curves_and_json(tmp_path):
                          batch_size=32, limit=64, train_set=train_set, test_set=test_set, progress=False,
                          log=lambda msg: None)
     assert again["runs"]["original"][0]["history"][-1]["train_loss"] == doc["runs"]["original"][0]["history"][-1]["train_loss"]
+    # merge: one table from runs of one recipe; the same (variant, seed) twice is refused
+    with pytest.raises(ValueError, match="twice"):
+        identity.merge([str(tmp_path), str(tmp_path / "again")], str(tmp_path / "merged"), log=lambda msg: None)
+    other = identity.run(str(tmp_path / "seed1"), variants=("original",), depth=8, widths=(2, 4, 8), epochs=1,
+                         batch_size=32, limit=64, seeds=(1,), train_set=train_set, test_set=test_set,
+                         progress=False, log=lambda msg: None)
+    merged = identity.merge([str(tmp_path), str(tmp_path / "seed1")], str(tmp_path / "merged"), log=lambda msg: None)
+    row = merged["table"][0]
+    assert row["variant"] == "original" and row["seeds"] == [0, 1]
+    expected = np.mean([doc["runs"]["original"][0]["history"][-1]["train_error"],
+                        other["runs"]["original"][0]["history"][-1]["train_error"]])
+    assert row["train_error"] == pytest.approx(expected)
+    assert [r["variant"] for r in merged["table"]] == ["original", "full_preact"]
 
 
 # -- the command -------------------------------------------------------------------------------------

@@ -28,6 +28,9 @@ def add_arguments(parser):
     parser.add_argument("--quick", action="store_true",
                         help=f"depth {QUICK['depth']}, widths {' '.join(map(str, QUICK['widths']))}, "
                              f"{QUICK['epochs']} epochs, {QUICK['limit']} images (about a minute)")
+    parser.add_argument("--merge", nargs="+", default=None, metavar="DIR",
+                        help="train nothing: merge the identity.json of these earlier runs of one recipe (halves of "
+                             "the variants, other seeds) into one table and figure in --out")
     options.add_data(parser)
     options.add_seed(parser)
     options.add_device(parser)
@@ -36,6 +39,13 @@ def add_arguments(parser):
 
 
 def main(args):
+    if args.merge:
+        options.check_out(args.out)
+        try:
+            identity.merge(args.merge, args.out)
+        except ValueError as e:
+            raise SystemExit(f"--merge: {e}") from None
+        return 0
     if args.quick:
         args.depth, args.widths, args.epochs, args.limit = (QUICK["depth"], QUICK["widths"], QUICK["epochs"],
                                                             args.limit or QUICK["limit"])
