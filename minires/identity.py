@@ -257,7 +257,8 @@ def plot_loss(runs, path, title=None):
         ax.set_title(heading)
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=7)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
     axes[0].set_ylabel("training loss (cross-entropy, log scale)")
     if title:
         fig.suptitle(title)
