@@ -112,7 +112,7 @@ def stack_gradient_ratio(make_unit, n_units, planes=4):
     return np.linalg.norm(x0.grad) / np.linalg.norm(g)
 
 
-n_units = 6 if QUICK else 27  # the first stage of a 164-layer bottleneck net has 18; ResNet-110's has 18
+n_units = 6 if QUICK else 27  # ResNet-110 has 54 units, 18 per stage
 for label, make in (("identity (original unit)", lambda c: models.BasicBlock(c, c, shortcut="A")),
                     ("constant scaling 0.5", lambda c: identity.ScaledShortcutBlock(c, c, shortcut_scale=0.5)),
                     ("shortcut-only gate, b_g = -6", lambda c: identity.ShortcutGatingBlock(c, c, gate_bias=-6.0)),

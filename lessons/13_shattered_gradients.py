@@ -31,8 +31,9 @@
 # 4. watch the correlation of a feedforward net's gradient fall with depth and a ResNet's hold,
 #    and fit the decay, as `python -m minires shatter` does.
 #
-# Run time: about a minute on 2 CPU cores (the depth sweep at the end is the longest cell);
-# `MINIRES_QUICK=1` shrinks the nets and runs in seconds (its numbers are then only a smoke test).
+# Run time: about 20 seconds of computation (16 s of CPU time measured; longer on a busy machine),
+# most of it in the depth sweep at the end; `MINIRES_QUICK=1` shrinks the nets and runs in seconds
+# (its numbers are then only a smoke test).
 # Open as a notebook with `jupytext --to notebook lessons/13_shattered_gradients.py`, run cell by
 # cell in VS Code, or run `python lessons/13_shattered_gradients.py`.
 
