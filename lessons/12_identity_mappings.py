@@ -190,7 +190,7 @@ show_png(os.path.join(OUT, "12_identity", "identity_loss.png"))
 # %% [markdown]
 # Compare the final training losses before the test errors: the paper's argument is about
 # optimisation. A 20-layer net is shallow for these questions (constant scaling multiplies the
-# shortcut signal by 0.5^7 per stage here, 0.5^17 in ResNet-110), and four epochs are few; the
+# shortcut signal by 0.5^7 over its 7 identity shortcuts, by 0.5^52 in ResNet-110), and four epochs are few; the
 # README's table uses deeper nets and more epochs, and says which of the paper's orderings they
 # reproduce.
 #

@@ -1,5 +1,5 @@
 """Shattered gradients (Balduzzi, Frean, Leary, Lewis, Ma, McWilliams, 2017, "The shattered gradients
-problem: if resnets are the answer, then what is the question?", ICML; sec. 2, Fig. 1 and 2).
+problem: if resnets are the answer, then what is the question?", ICML; Fig. 1).
 
 The paper's setting: a scalar input x at 256 evenly spaced points in [-2, 2], networks of 200
 rectifier units per layer, a scalar output y, He initialisation, no training. For each point we
@@ -16,7 +16,7 @@ A one-layer net's gradient, dy/dx = sum_j w_j W_1j [W_1j x + b_1j > 0], is a ste
 jumps where a unit switches on or off, and is constant between. With depth the switches of every
 layer compound: a feedforward net's gradient loses its correlation between neighbouring points
 exponentially fast and becomes white noise, while a ResNet's, mostly carried by the identities,
-stays correlated like brown noise (a random walk) -- the paper's Fig. 1, Theorems 1 and 3.
+stays correlated like brown noise (a random walk): the paper's Fig. 1 and its analysis in sec. 3.
 
 Measured here: the autocorrelation of the gradient along x,
 
