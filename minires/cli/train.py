@@ -4,7 +4,7 @@ import json
 import os
 import sys
 
-from .. import backend, data, io, models, optim, train
+from .. import backend, data, evaluation, io, models, optim, train
 from . import options
 
 HELP = "train a model (default: resnet20 on the bundled digits)"
@@ -13,7 +13,7 @@ HELP = "train a model (default: resnet20 on the bundled digits)"
 def add_arguments(parser):
     parser.add_argument("--model", default=None, choices=sorted(models.BUILDERS), metavar="MODEL",
                         help="resnet20/32/44/56/110, plain20/..., resnet18/... (default: resnet20)")
-    options.add_data(parser, default=None)
+    options.add_data(parser, default=None, extra=("imagefolder",))
     parser.add_argument("--epochs", type=int, default=None,
                         help=f"default: {train.DEFAULTS['digits'][0]} for digits, {train.DEFAULTS['cifar10'][0]} for cifar10")
     parser.add_argument("--batch-size", type=int, default=None,
@@ -26,6 +26,19 @@ def add_arguments(parser):
     parser.add_argument("--warmup", type=float, nargs="?", const=0.01, default=None, metavar="LR",
                         help="the paper's ResNet-110 warm-up: train at LR (default 0.01) until the "
                              "training error is below 80%%, then at --lr")
+    parser.add_argument("--schedule", default=None, choices=["multistep", "plateau"],
+                        help="multistep: lr /10 at --milestones (sec. 4.2; default); plateau: lr /10 when the test "
+                             "error has not improved for --patience epochs (sec. 3.4; default for imagefolder)")
+    parser.add_argument("--patience", type=options.nonnegative_int, default=None,
+                        help="--schedule plateau: epochs without improvement before the lr is divided (default: 5)")
+    parser.add_argument("--image-size", type=options.positive_int, default=None, metavar="PIXELS",
+                        help="imagefolder: the crop size; the paper's sizes scale with it (default: 224, "
+                             "trained at shorter sides 256..480 and tested at 256)")
+    parser.add_argument("--ten-crop", action="store_true", default=None,
+                        help="imagefolder: test with the standard 10 crops instead of the centre crop (10x the test time)")
+    parser.add_argument("--multiscale", action="store_true",
+                        help="imagefolder: after training, also test fully-convolutionally at shorter sides "
+                             "224, 256, 384, 480, 640 (scaled by --image-size); writes multiscale.json")
     options.add_device(parser)
     options.add_out(parser, None, "output folder (default: runs/MODEL-DATA)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
@@ -43,7 +56,7 @@ def _settings(args):
         with open(config_path) as f:
             saved = json.load(f)
         changed = [f"--{k.replace('_', '-')} {given[k]} (the run has {saved[k]})"
-                   for k in train.RUN_SETTINGS if given[k] is not None and given[k] != saved[k]]
+                   for k in train.RUN_SETTINGS if given[k] is not None and given[k] != saved.get(k)]
         if changed:
             raise SystemExit("--resume continues a run with its own settings; these differ: " + ", ".join(changed))
         s = {**saved, "epochs": saved["epochs"] if given["epochs"] is None else given["epochs"]}
@@ -52,7 +65,9 @@ def _settings(args):
     name = given["data"] or "digits"
     epochs, batch_size, lr = train.DEFAULTS[name]
     s = {"model": "resnet20", "data": name, "epochs": epochs, "batch_size": batch_size, "lr": lr,
-         "momentum": 0.9, "weight_decay": 1e-4, "milestones": None, "warmup": None, "seed": 0}
+         "momentum": 0.9, "weight_decay": 1e-4, "milestones": None, "warmup": None, "seed": 0,
+         "schedule": "plateau" if name == "imagefolder" else "multistep", "patience": 5,
+         "image_size": 224 if name == "imagefolder" else None, "ten_crop": False}
     s.update({k: v for k, v in given.items() if v is not None})
     if s["milestones"] is None:
         s["milestones"] = train.default_milestones(s["epochs"])
@@ -81,30 +96,76 @@ def _check(s, device):
         raise SystemExit(f"--milestones must be increasing epochs, got {s['milestones']}")
     if s["warmup"] is not None and not s["warmup"] > 0:
         raise SystemExit(f"--warmup must be > 0, got {s['warmup']}")
+    if s["data"] != "imagefolder" and (s.get("image_size") is not None or s.get("ten_crop")):
+        raise SystemExit("--image-size and --ten-crop apply to --data imagefolder only")
     options.check_device(device)
 
 
 def main(args):
+    if args.multiscale and not args.resume and args.data != "imagefolder":
+        raise SystemExit("--multiscale applies to --data imagefolder only")
     s, out = _settings(args)
-    train_set, test_set = options.load_data(s["data"], args.data_dir, args.download)
+    folder = s["data"] == "imagefolder"
+    if args.multiscale and not folder:
+        raise SystemExit("--multiscale applies to --data imagefolder only")
+    if folder:
+        try:
+            train_set, test_set = data.load_imagefolder(args.data_dir)
+        except (OSError, ValueError) as e:
+            raise SystemExit(f"--data imagefolder: {e}") from None
+    else:
+        train_set, test_set = options.load_data(s["data"], args.data_dir, args.download)
     backend.manual_seed(s["seed"])
-    model = models.get_model(s["model"], num_classes=train_set.num_classes, in_channels=train_set.images.shape[1])
-    train_loader = data.DataLoader(train_set, s["batch_size"], shuffle=True, seed=s["seed"],
-                                   augment=data.paper_augment(train_set))
-    test_loader = data.DataLoader(test_set, 256)
+    in_channels = train_set.channels if folder else train_set.images.shape[1]
+    model = models.get_model(s["model"], num_classes=train_set.num_classes, in_channels=in_channels)
+    if folder:  # the ImageNet recipe, sec. 3.4
+        print(f"the training mean and colour eigenvectors, from {min(len(train_set), 10000)} training images ...")
+        try:
+            recipe = data.transforms.ImageNetRecipe(train_set, s["image_size"], seed=s["seed"])
+        except ValueError as e:
+            raise SystemExit(f"--data imagefolder: {e}") from None
+        train_loader = data.DataLoader(train_set, s["batch_size"], shuffle=True, seed=s["seed"], normalize=None,
+                                       transform=recipe.train_transform, augment=recipe.train_augment)
+        test_loader = data.DataLoader(test_set, max(1, min(s["batch_size"], 256) // (10 if s["ten_crop"] else 1)),
+                                      transform=recipe.ten_crop if s["ten_crop"] else recipe.test_transform,
+                                      augment=recipe.test_augment, normalize=None)
+    else:
+        train_loader = data.DataLoader(train_set, s["batch_size"], shuffle=True, seed=s["seed"],
+                                       augment=data.paper_augment(train_set))
+        test_loader = data.DataLoader(test_set, 256)
     optimizer = optim.SGD(model.parameters(), lr=s["lr"], momentum=s["momentum"], weight_decay=s["weight_decay"])
-    scheduler = optim.MultiStepLR(optimizer, s["milestones"])
+    if s.get("schedule", "multistep") == "plateau":
+        scheduler = optim.ReduceLROnPlateau(optimizer, patience=s["patience"])
+        schedule = f"/10 when the test error has not improved for {s['patience']} epochs"
+    else:
+        scheduler = optim.MultiStepLR(optimizer, s["milestones"])
+        schedule = f"/10 at epochs {s['milestones']}"
     n_params = sum(p.size for p in model.parameters())
     print(f"{s['model']} ({n_params:,} parameters) on {s['data']}: {len(train_set)} training and "
           f"{len(test_set)} test images, {s['epochs']} epochs of batch {s['batch_size']}, lr {s['lr']} "
-          f"/10 at epochs {s['milestones']}, device {args.device}")
+          f"{schedule}, device {args.device}")
+    if folder:
+        print(f"images: {recipe.sizes['crop']}x{recipe.sizes['crop']} crops, shorter side in "
+              f"{list(recipe.sizes['train_sides'])}; tested at {recipe.sizes['test_side']}, "
+              f"{'10 crops' if s['ten_crop'] else 'centre crop'}")
     try:
         history = train.fit(model, train_loader, test_loader, optimizer=optimizer, scheduler=scheduler,
-                      epochs=s["epochs"], device=args.device, out_dir=out, resume=args.resume, warmup=s["warmup"])
+                      epochs=s["epochs"], device=args.device, out_dir=out, resume=args.resume, warmup=s["warmup"],
+                      top5=folder)
     except train.TrainingDiverged as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     last = history[-1]
-    print(f"test accuracy after {last['epoch']} epochs: {1 - last['test_error']:.2%} "
+    top5 = f", top-5 error {last['test_top5_error']:.2%}" if folder else ""
+    print(f"test accuracy after {last['epoch']} epochs: {1 - last['test_error']:.2%}{top5} "
           f"(test loss {last['test_loss']:.4f}, {sum(r['seconds'] for r in history):.0f} s of training)")
+    if args.multiscale:
+        sides = recipe.sizes["multiscale_sides"]
+        result = evaluation.evaluate_multiscale(model, test_set, sides, recipe.mean, args.device)
+        result["sides"] = list(sides)
+        path = os.path.join(out, "multiscale.json")
+        with io.atomic_write(path, "w") as f:
+            json.dump(result, f, indent=1)
+        print(f"multi-scale test (shorter sides {list(sides)} and their flips): top-1 error "
+              f"{result['top1_error']:.2%}, top-5 error {result['top5_error']:.2%}; wrote {path}")
     return 0

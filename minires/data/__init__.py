@@ -17,10 +17,10 @@ from . import transforms
 from .cifar10 import load_cifar10
 from .dataset import ImageDataset
 from .digits import load_digits
-from .imagefolder import ImageFolder
+from .imagefolder import ImageFolder, load_imagefolder
 from .loader import DataLoader
 from .transforms import paper_augment
 
 DATASETS = {"digits": load_digits, "cifar10": load_cifar10}
 
-__all__ = ["ImageDataset", "ImageFolder", "DataLoader", "load_digits", "load_cifar10", "paper_augment", "transforms", "DATASETS"]
+__all__ = ["ImageDataset", "ImageFolder", "load_imagefolder", "DataLoader", "load_digits", "load_cifar10", "paper_augment", "transforms", "DATASETS"]

@@ -109,3 +109,17 @@ def read_image(path):
     except (OSError, ValueError, SyntaxError) as e:
         raise ValueError(f"ImageFolder: cannot decode {path} ({e})") from None
     return np.asarray(rgb).transpose(2, 0, 1)  # (H, W, 3) -> (3, H, W), a view
+
+
+def load_imagefolder(root, verify=True):
+    """(train, val) ImageFolders of ``root/train/<class>/`` and ``root/val/<class>/`` (or ``root/test/``),
+    the layout of ImageNet and Imagenette; the validation labels follow the training classes."""
+    root = os.fspath(root)
+    train_dir = os.path.join(root, "train")
+    val_dir = next((os.path.join(root, d) for d in ("val", "test") if os.path.isdir(os.path.join(root, d))), None)
+    if not os.path.isdir(train_dir) or val_dir is None:
+        raise FileNotFoundError(f"{root} must hold train/<class>/<image> and val/<class>/<image> "
+                                f"(found {'no ' if not os.path.isdir(train_dir) else ''}train/"
+                                f"{' and no val/ or test/' if val_dir is None else ''})")
+    train = ImageFolder(train_dir, verify=verify)
+    return train, ImageFolder(val_dir, classes=train.classes, verify=verify)
