@@ -414,3 +414,82 @@ def test_plateau_rejects_bad_arguments_by_name():
             optim.ReduceLROnPlateau(FakeOptimizer(0.1), **kwargs)
     with pytest.raises(ValueError, match="NaN"):
         optim.ReduceLROnPlateau(FakeOptimizer(0.1)).step(float("nan"))
+
+
+# -- training with the recipe ---------------------------------------------------------------------
+
+def recipe_loaders(ds, val, size=8, seed=0):
+    recipe = T.ImageNetRecipe(ds, image_size=size)
+    train_loader = data.DataLoader(ds, 4, shuffle=True, seed=seed, transform=recipe.train_transform,
+                                   augment=recipe.train_augment, normalize=None)
+    test_loader = data.DataLoader(val, 4, transform=recipe.ten_crop, augment=recipe.test_augment, normalize=None)
+    return train_loader, test_loader
+
+
+def test_fit_with_the_plateau_schedule_resumes_exactly(tmp_path, folder, monkeypatch):
+    from minires import backend, train
+    monkeypatch.setattr(train, "plot_history", lambda history, path: None)  # the curves are slow to draw
+    ds, _ = folder
+    write_folder(tmp_path / "val", np.random.default_rng(4), {"apple": [(20, 18)], "cherry": [(15, 22)]})
+    val = data.ImageFolder(tmp_path / "val", classes=ds.classes)
+
+    def run(out, epochs_list):
+        backend.manual_seed(0)
+        model = tiny_resnet()
+        opt = optim.SGD(model.parameters(), lr=0.1)
+        sched = optim.ReduceLROnPlateau(opt, patience=0)
+        loaders = recipe_loaders(ds, val)
+        for i, epochs in enumerate(epochs_list):
+            history = train.fit(model, *loaders, optimizer=opt, scheduler=sched, epochs=epochs, out_dir=out,
+                                resume=i > 0, progress=False, top5=True)
+            if i + 1 < len(epochs_list):  # a fresh process: new objects, state from the checkpoint
+                backend.manual_seed(123)
+                model = tiny_resnet()
+                opt = optim.SGD(model.parameters(), lr=0.1)
+                sched = optim.ReduceLROnPlateau(opt, patience=0)
+                loaders = recipe_loaders(ds, val)
+        return history, model
+
+    whole, model_a = run(tmp_path / "a", [3])
+    parts, model_b = run(tmp_path / "b", [1, 3])
+    strip = [{k: v for k, v in row.items() if k != "seconds"} for row in whole]
+    assert strip == [{k: v for k, v in row.items() if k != "seconds"} for row in parts]
+    assert all("test_top5_error" in row for row in whole)
+    for (name, a), (_, b) in zip(model_a.state_dict().items(), model_b.state_dict().items()):
+        np.testing.assert_array_equal(a, b, err_msg=name)
+
+
+def run_minires(*argv, cwd):
+    import subprocess
+    import sys
+    env = {**os.environ, "MINIRES_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", "minires", *argv], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_train_command_runs_the_recipe_on_an_image_folder(tmp_path):
+    import json
+    rng = np.random.default_rng(5)
+    write_folder(tmp_path / "set" / "train", rng)
+    write_folder(tmp_path / "set" / "val", rng, {"apple": [(14, 20)], "cherry": [(22, 16)]})
+    out = tmp_path / "run"
+    done = run_minires("train", "--data", "imagefolder", "--data-dir", str(tmp_path / "set"), "--model", "resnet20",
+                       "--image-size", "12", "--epochs", "1", "--batch-size", "4", "--out", str(out), "--multiscale",
+                       cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "top-5 error" in done.stdout and "[14, 26]" in done.stdout  # 256*12/224 = 13.7, 480*12/224 = 25.7
+    history = json.loads((out / "history.json").read_text())
+    assert len(history) == 1 and 0 <= history[0]["test_top5_error"] <= history[0]["test_error"] <= 1
+    assert (out / "history.csv").read_text().splitlines()[0].endswith("test_top5_error")
+    assert (out / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    config = json.loads((out / "config.json").read_text())
+    assert config["schedule"] == "plateau" and config["image_size"] == 12 and config["batch_size"] == 4
+    multiscale = json.loads((out / "multiscale.json").read_text())
+    assert multiscale["sides"] == [12, 14, 21, 26, 34] and multiscale["images"] == 3
+
+
+def test_train_command_on_a_missing_folder_fails_in_one_line(tmp_path):
+    done = run_minires("train", "--data", "imagefolder", "--data-dir", str(tmp_path / "nowhere"),
+                       "--out", str(tmp_path / "run"), cwd=tmp_path)
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert done.stderr.strip().count("\n") == 0 and "train/<class>/<image>" in done.stderr
