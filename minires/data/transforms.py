@@ -55,9 +55,8 @@ class RandomCrop:
         padded = np.pad(images, ((0, 0), (0, 0), (p, p), (p, p))) if p else images
         dy = rng.integers(0, H + 2 * p - h + 1, size=B)
         dx = rng.integers(0, W + 2 * p - w + 1, size=B)
-        rows = (dy[:, None] + np.arange(h))[:, None, :, None]  # (B, 1, h, 1)
-        cols = (dx[:, None] + np.arange(w))[:, None, None, :]  # (B, 1, 1, w)
-        return padded[np.arange(B)[:, None, None, None], np.arange(C)[None, :, None, None], rows, cols]
+        # One slice per image: cheaper than one fancy index over the batch, above all for a batch of one.
+        return np.stack([padded[b, :, dy[b]:dy[b] + h, dx[b]:dx[b] + w] for b in range(B)])
 
     def __repr__(self):
         if self.size is None:
