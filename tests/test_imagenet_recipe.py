@@ -163,18 +163,18 @@ def test_recipe_loader_is_reproducible_from_its_seed(folder):
 
 def test_random_crop_with_a_size_cuts_a_window_of_the_image():
     rng = np.random.default_rng(0)
-    images = rng.integers(0, 256, (40, 2, 9, 12), dtype=np.uint8)
+    images = rng.integers(0, 256, (300, 2, 9, 12), dtype=np.uint8)
     crop = T.RandomCrop(size=5)
     assert crop.padding == 0 and T.RandomCrop().padding == 4  # the CIFAR default is unchanged
     out = crop(images, rng)
-    assert out.shape == (40, 2, 5, 5)
+    assert out.shape == (300, 2, 5, 5)
     offsets = set()
     for image, window in zip(images, out):
         found = [(dy, dx) for dy in range(9 - 5 + 1) for dx in range(12 - 5 + 1)
                  if np.array_equal(image[:, dy:dy + 5, dx:dx + 5], window)]
         assert found
         offsets.update(found)
-    assert len(offsets) > 10  # offsets are drawn, not fixed
+    assert offsets == {(dy, dx) for dy in range(5) for dx in range(8)}  # every offset, 0..H-5 and 0..W-5, is drawn
     with pytest.raises(ValueError, match="does not fit"):
         T.RandomCrop(size=10)(images, rng)
 
@@ -286,6 +286,13 @@ def test_recipe_statistics_come_from_the_training_images(folder):
     np.testing.assert_allclose(recipe.lighting.eigval,
                                np.linalg.eigvalsh(np.cov(crops.transpose(1, 0, 2, 3).reshape(3, -1) / 255))[::-1],
                                rtol=1e-6)
+    # Without lighting, training and testing batches are the images less the training mean (a
+    # constant image looks the same mirrored).
+    plain = T.ImageNetRecipe(ds, image_size=8, lighting=None)
+    flat = np.full((2, 3, 8, 8), 90, dtype=np.uint8)
+    for augment in (plain.train_augment, plain.test_augment):
+        np.testing.assert_allclose(augment(flat, np.random.default_rng(0)), np.broadcast_to(90.0 - plain.mean.mean, flat.shape),
+                                   atol=1e-4)
 
 
 # -- top-k error, 10-crop and multi-scale testing --------------------------------------------------
@@ -433,11 +440,18 @@ def test_fit_with_the_plateau_schedule_resumes_exactly(tmp_path, folder, monkeyp
     write_folder(tmp_path / "val", np.random.default_rng(4), {"apple": [(20, 18)], "cherry": [(15, 22)]})
     val = data.ImageFolder(tmp_path / "val", classes=ds.classes)
 
+    watched = []
+
+    class Watched(optim.ReduceLROnPlateau):
+        def step(self, error):
+            watched.append(error)
+            super().step(error)
+
     def run(out, epochs_list):
         backend.manual_seed(0)
         model = tiny_resnet()
         opt = optim.SGD(model.parameters(), lr=0.1)
-        sched = optim.ReduceLROnPlateau(opt, patience=0)
+        sched = Watched(opt, patience=0)
         loaders = recipe_loaders(ds, val)
         for i, epochs in enumerate(epochs_list):
             history = train.fit(model, *loaders, optimizer=opt, scheduler=sched, epochs=epochs, out_dir=out,
@@ -451,6 +465,7 @@ def test_fit_with_the_plateau_schedule_resumes_exactly(tmp_path, folder, monkeyp
         return history, model
 
     whole, model_a = run(tmp_path / "a", [3])
+    assert watched == [row["test_error"] for row in whole]  # the schedule watches the test error
     parts, model_b = run(tmp_path / "b", [1, 3])
     strip = [{k: v for k, v in row.items() if k != "seconds"} for row in whole]
     assert strip == [{k: v for k, v in row.items() if k != "seconds"} for row in parts]
