@@ -111,13 +111,13 @@ def test_corrupt_files_are_reported_by_name(tmp_path):
     with pytest.raises(ValueError, match=r"cherry[/\\]broken\.jpg is not an image"):
         data.ImageFolder(root)
     unchecked = data.ImageFolder(root, verify=False)  # then it is found when read
-    with pytest.raises(ValueError, match=r"cannot decode .*broken\.jpg"):
+    with pytest.raises(imagefolder.ImageReadError, match=r"cannot decode .*broken\.jpg"):
         unchecked[unchecked.files.index(str(garbage))]
     # A JPEG cut short has a good header: it passes the check and fails, by name, when decoded.
     whole = (root / "apple" / "1.jpg").read_bytes()
     garbage.write_bytes(whole[:len(whole) - 10])  # the end of the entropy-coded data
     ds = data.ImageFolder(root)
-    with pytest.raises(ValueError, match=r"cannot decode .*broken\.jpg"):
+    with pytest.raises(imagefolder.ImageReadError, match=r"cannot decode .*broken\.jpg"):
         ds[ds.files.index(str(garbage))]
 
 

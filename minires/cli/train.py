@@ -155,6 +155,9 @@ def main(args):
     except train.TrainingDiverged as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    except data.imagefolder.ImageReadError as e:  # a damaged file met in the middle of an epoch
+        print(f"error: {e}; move it out of {args.data_dir}, then continue with --resume", file=sys.stderr)
+        return 1
     last = history[-1]
     top5 = f", top-5 error {last['test_top5_error']:.2%}" if folder else ""
     print(f"test accuracy after {last['epoch']} epochs: {1 - last['test_error']:.2%}{top5} "

@@ -22,6 +22,10 @@ EXTENSIONS = (".jpg", ".jpeg", ".png")
 FORMATS = ("JPEG", "PNG")
 
 
+class ImageReadError(ValueError):
+    """A file of the folder is not an image, or cannot be decoded; the message names it."""
+
+
 class ImageFolder:
     """The images under ``root/<class>/``; ``folder[i]`` -> (uint8 (3, H, W), label).
 
@@ -95,19 +99,19 @@ def check_header(path):
         with Image.open(path) as image:
             fmt = image.format
     except (OSError, ValueError, SyntaxError) as e:  # Pillow's UnidentifiedImageError is an OSError
-        raise ValueError(f"ImageFolder: {path} is not an image Pillow can read ({e})") from None
+        raise ImageReadError(f"ImageFolder: {path} is not an image Pillow can read ({e})") from None
     if fmt not in FORMATS:
-        raise ValueError(f"ImageFolder: {path} is a {fmt} image; only JPEG and PNG are read")
+        raise ImageReadError(f"ImageFolder: {path} is a {fmt} image; only JPEG and PNG are read")
 
 
 def read_image(path):
-    """Decode ``path`` to uint8 RGB (3, H, W); a damaged file raises ValueError naming it."""
+    """Decode ``path`` to uint8 RGB (3, H, W); a damaged file raises ImageReadError naming it."""
     Image = _pil()
     try:
         with Image.open(path) as image:
             rgb = image.convert("RGB")  # also decodes; gray, palette, RGBA and CMYK become RGB
     except (OSError, ValueError, SyntaxError) as e:
-        raise ValueError(f"ImageFolder: cannot decode {path} ({e})") from None
+        raise ImageReadError(f"ImageFolder: cannot decode {path} ({e})") from None
     return np.asarray(rgb).transpose(2, 0, 1)  # (H, W, 3) -> (3, H, W), a view
 
 
