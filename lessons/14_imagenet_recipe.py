@@ -353,10 +353,35 @@ for name, r in results.items():
     print(f"{name:>12} {r['top1_error']:>7.1%} {r['top5_error']:>7.1%} {r['loss']:>7.3f} {r['images']:>7}")
 
 # %% [markdown]
-# On ImageNet the paper's Table 3 and 4 show each step helping: 10 crops beat one, and the
+# On ImageNet the paper's Tables 3 and 4 show each step helping: 10 crops beat one, and the
 # multi-scale fully-convolutional test beats 10 crops. Our test set is small (the count is in the
-# table), so a difference of a few images means little; run the recipe on a real folder to see
-# the paper's differences.
+# table), so a difference of a few images means little. The multi-scale row needs a word more.
+# The net was trained on crops of CROP x CROP pixels; how large is its last feature map for such a
+# crop, and for whole test images at the multi-scale sizes?
+
+# %%
+def last_map(net, h, w):
+    """The (h', w') of the net's last feature map (layer4) for an h x w input."""
+    with mr.no_grad():
+        f = net.maxpool(net.relu(net.bn1(net.conv1(mr.Tensor(np.zeros((1, 3, h, w), np.float32))))))
+        for stage in net.stages():
+            f = stage(f)
+    return f.shape[2:]
+
+
+model.eval()
+paper = next(row for row in models.summary(models.resnet18(), (3, 224, 224)) if row.layer == "layer4")
+print(f"the paper's ResNet-18 on a 224x224 crop: last map {paper.output_shape[-2:]}")
+print(f"training crop {CROP}x{CROP}: last map {last_map(model, CROP, CROP)}")
+for side in sizes["multiscale_sides"]:
+    print(f"whole image, shorter side {side} (aspect 4:3): last map {last_map(model, side, round(side * 4 / 3))}")
+
+# %% [markdown]
+# With our small crops the last map is a single position, which sees the zero padding on every
+# side; the paper's nets end on a 7x7 map already in training (printed above). Testing on whole,
+# larger images hands our net maps of several positions, a kind of input it never met in
+# training, so do not expect the paper's gain from multi-scale testing at this size. Try it with
+# larger crops (`CROP = 64` and more time) to see the difference.
 #
 # ## 7. The same recipe from the command line
 #

@@ -291,8 +291,8 @@ def test_recipe_statistics_come_from_the_training_images(folder):
     plain = T.ImageNetRecipe(ds, image_size=8, lighting=None)
     flat = np.full((2, 3, 8, 8), 90, dtype=np.uint8)
     for augment in (plain.train_augment, plain.test_augment):
-        np.testing.assert_allclose(augment(flat, np.random.default_rng(0)), np.broadcast_to(90.0 - plain.mean.mean, flat.shape),
-                                   atol=1e-4)
+        want = np.broadcast_to(90.0 - plain.mean.mean, flat.shape)
+        np.testing.assert_allclose(augment(flat, np.random.default_rng(0)), want, atol=1e-4)
 
 
 # -- top-k error, 10-crop and multi-scale testing --------------------------------------------------

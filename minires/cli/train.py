@@ -15,9 +15,9 @@ def add_arguments(parser):
                         help="resnet20/32/44/56/110, plain20/..., resnet18/... (default: resnet20)")
     options.add_data(parser, default=None, extra=("imagefolder",))
     parser.add_argument("--epochs", type=int, default=None,
-                        help=f"default: {train.DEFAULTS['digits'][0]} for digits, {train.DEFAULTS['cifar10'][0]} for cifar10")
+                        help="default: " + ", ".join(f"{v[0]} for {k}" for k, v in train.DEFAULTS.items()))
     parser.add_argument("--batch-size", type=int, default=None,
-                        help=f"default: {train.DEFAULTS['digits'][1]} for digits, {train.DEFAULTS['cifar10'][1]} for cifar10")
+                        help="default: " + ", ".join(f"{v[1]} for {k}" for k, v in train.DEFAULTS.items()))
     parser.add_argument("--lr", type=float, default=None, help="initial learning rate (default: 0.1)")
     parser.add_argument("--momentum", type=float, default=None, help="default: 0.9")
     parser.add_argument("--weight-decay", type=float, default=None, help="default: 1e-4")
@@ -35,7 +35,8 @@ def add_arguments(parser):
                         help="imagefolder: the crop size; the paper's sizes scale with it (default: 224, "
                              "trained at shorter sides 256..480 and tested at 256)")
     parser.add_argument("--ten-crop", action="store_true", default=None,
-                        help="imagefolder: test with the standard 10 crops instead of the centre crop (10x the test time)")
+                        help="imagefolder: test with the standard 10 crops instead of the centre crop "
+                             "(10x the test time)")
     parser.add_argument("--multiscale", action="store_true",
                         help="imagefolder: after training, also test fully-convolutionally at shorter sides "
                              "224, 256, 384, 480, 640 (scaled by --image-size); writes multiscale.json")

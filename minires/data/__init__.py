@@ -23,4 +23,5 @@ from .transforms import paper_augment
 
 DATASETS = {"digits": load_digits, "cifar10": load_cifar10}
 
-__all__ = ["ImageDataset", "ImageFolder", "load_imagefolder", "DataLoader", "load_digits", "load_cifar10", "paper_augment", "transforms", "DATASETS"]
+__all__ = ["ImageDataset", "ImageFolder", "load_imagefolder", "DataLoader", "load_digits", "load_cifar10",
+           "paper_augment", "transforms", "DATASETS"]

@@ -120,4 +120,5 @@ class DataLoader:
 
     def __repr__(self):
         return (f"DataLoader({self.dataset!r}, batch_size={self.batch_size}, shuffle={self.shuffle}, "
-                f"transform={self.transform!r}, augment={self.augment!r}, drop_last={self.drop_last}, normalize={self.normalize!r})")
+                f"transform={self.transform!r}, augment={self.augment!r}, drop_last={self.drop_last}, "
+                f"normalize={self.normalize!r})")

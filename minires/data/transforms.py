@@ -152,7 +152,8 @@ class RandomResizeShorter:
     def __init__(self, min_size=256, max_size=480):
         if not (isinstance(min_size, (int, np.integer)) and isinstance(max_size, (int, np.integer))
                 and 1 <= min_size <= max_size):
-            raise ValueError(f"RandomResizeShorter: need integers 1 <= min_size <= max_size, got {min_size!r}, {max_size!r}")
+            raise ValueError(f"RandomResizeShorter: need integers 1 <= min_size <= max_size, "
+                             f"got {min_size!r}, {max_size!r}")
         self.min_size, self.max_size = int(min_size), int(max_size)
 
     def __call__(self, images, rng):
