@@ -146,7 +146,7 @@ def run(cfg):
     if torch_note:
         notes.append(torch_note)
     table = timing_table(f"Batch norm ({cfg.device})", rows, impls,
-                         ratios=[("minires", "torch"), ("minires", "minires einsum sums"), ("minires reference", "minires"),
-                                 ("DeZero-style", "torch")], notes=notes)
+                         ratios=[("minires", "torch"), ("minires", "minires einsum sums"),
+                                 ("minires reference", "minires"), ("DeZero-style", "torch")], notes=notes)
     goals = [(work, median_ratio(times, "minires", "torch"), 2.0) for work, times in rows]
     return [table], goals

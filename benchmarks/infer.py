@@ -1,8 +1,8 @@
 """Inference: eval-mode forward without a graph (``no_grad``), batch 128, minires vs PyTorch."""
 import minires as mr
 
-from .harness import (Case, Device, assert_close, load_torch, median_ratio, reference_mode, time_interleaved, torch_device,
-                      torch_sync)
+from .harness import (Case, Device, assert_close, load_torch, median_ratio, reference_mode, time_interleaved,
+                      torch_device, torch_sync)
 from .step import BATCH, MODELS, QUICK_BATCH, depth_of, make_batch, minires_model, model_table, torch_model
 
 

@@ -117,8 +117,8 @@ def run(cfg):
             check_gradients(name, dev, torch, cfg, batch=min(batch, 8))
         mm = minires_model(name, dev)
         cases = [Case("minires", minires_step_fn(mm, dev, images, labels), dev.sync, warmup=2),
-                 Case("minires reference", reference_mode(minires_step_fn(minires_model(name, dev), dev, images, labels)),
-                      dev.sync, warmup=2)]
+                 Case("minires reference",
+                      reference_mode(minires_step_fn(minires_model(name, dev), dev, images, labels)), dev.sync, warmup=2)]
         if torch is not None:
             tm = torch_model(torch, cfg, name, mm)
             cases.append(Case("torch", torch_step_fn(torch, cfg, tm, images, labels), torch_sync(torch, cfg),

@@ -25,7 +25,7 @@ def row_dots(a, b):
 
 
 class BlockedBatchNorm(BatchNorm):
-    """The reference ``BatchNorm`` (same arguments, same numbers), over blocks of channel rows."""
+    """The reference ``BatchNorm`` over blocks of channel rows: same arguments, same function."""
 
     row_dots = staticmethod(row_dots)
 

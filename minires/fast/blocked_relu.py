@@ -10,7 +10,7 @@ from .layout import map_rows
 
 
 class BlockedReLU(ReLU):
-    """The reference ``ReLU`` (same numbers), over blocks of rows on the CPU threads."""
+    """The reference ``ReLU`` (bit for bit the same numbers), over blocks of rows on the CPU threads."""
 
     def forward(self, x):
         xp = backend.get_array_module(x)

@@ -67,7 +67,7 @@ CHUNK_BYTES = 4 << 20
 
 
 class ChunkedConv2d(Conv2d):
-    """The reference ``Conv2d`` (same arguments, same numbers), over chunks of images on the threads.
+    """The reference ``Conv2d`` over chunks of images on the threads: same arguments, same function.
 
     For each chunk of images n in [lo, hi) (on the GPU, the whole batch at once):
 

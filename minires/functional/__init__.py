@@ -1,7 +1,7 @@
 """Differentiable ops, forward and backward side by side, one file per family: the REFERENCE ops.
 
 Each op is the formulas of its docstring and nothing else. ``conv2d``, ``batch_norm`` and ``relu``
-run a fast twin from ``minires/fast/`` by default (the same numbers, computed the way that runs
+run a fast twin from ``minires/fast/`` by default (the same function, computed the way that runs
 fast); ``MINIRES_OPS=reference`` or ``with minires.reference_ops():`` runs the classes here.
 
     basic       arithmetic, matmul, reductions, reshape/transpose, indexing

@@ -144,7 +144,7 @@ class Conv2d(Function):
 
     The backward builds the columns again rather than keeping them from the forward: they are
     kh*kw times the size of x, which is kept anyway. (The fast twin, ``minires/fast/chunked_conv.py``,
-    computes the same numbers over chunks of images on several threads.)
+    computes the same function over chunks of images on several threads.)
     """
 
     def __init__(self, stride, padding):

@@ -26,7 +26,7 @@ from .layout import channels_first_2d, from_channels_first_2d
 class BatchNorm(Function):
     """Inputs x (N, C, ...), gamma (C,), beta (C,); the formulas above on the (C, M) matrix of x.
 
-    (The fast twin, ``minires/fast/blocked_norm.py``, computes the same numbers over blocks of
+    (The fast twin, ``minires/fast/blocked_norm.py``, computes the same function over blocks of
     channels on several threads.)
     """
 
