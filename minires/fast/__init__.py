@@ -13,6 +13,7 @@ arguments, same saved state where it matters, the same function up to float roun
     chunked_conv.py   ChunkedConv2d: chunks of images, padded-width columns, dx without col2im
     blocked_norm.py   BlockedBatchNorm: blocks of channels, pairwise sums
     blocked_relu.py   BlockedReLU: blocks of rows
+    winograd.py       Winograd F(2x2, 3x3) for stride-1 3x3 convolutions (not yet run by F.conv2d)
 
 Why each of them pays:
 
