@@ -270,8 +270,9 @@ names = ["top-left", "top-right", "bottom-left", "bottom-right", "centre"]
 for k in range(10):
     ax = axes[k // 5, 1 + k % 5]
     ax.imshow(ten[k].transpose(1, 2, 0))
-    ax.set(title=names[k % 5] + (" (mirror)" if k >= 5 else ""), xticks=[], yticks=[])
-fig.suptitle(f"10-crop testing: {CROP}x{CROP} corners and centre, and their mirror images")
+    ax.set_title(names[k % 5] + (" (mirror)" if k >= 5 else ""), fontsize=9)
+    ax.set(xticks=[], yticks=[])
+fig.suptitle(f"10-crop testing: {CROP}x{CROP} corners and centre, and their mirror images", y=1.02)
 show(fig, "14_ten_crop.png")
 
 # %% [markdown]
@@ -305,7 +306,7 @@ print(evaluation.topk_errors(scores, labels, ks=(1, 5)))  # top-1: 2 of 4 wrong;
 # paper's batch norm, weight decay 1e-4 and momentum 0.9, and record top-1 and top-5 error of the
 # centre crop after every epoch. The paper's lr of 0.1 goes with batches of 256; our batches are
 # 8 times smaller, so we start at 0.1 * 32 / 256 (scaling the lr with the batch is a rule of
-# Goyal et al. 2017, not of the paper; at 0.1 this small net does not learn in a short run).
+# Goyal et al. 2017, not of the paper; Exercise 4 tries the paper's 0.1).
 
 # %%
 EPOCHS = 1 if QUICK else 15
@@ -494,6 +495,11 @@ def plateau_lrs(errors, lr, patience, threshold):
 # check_exercise_3(plateau_lrs)
 
 # %% [markdown]
+# **Exercise 4 (open): the paper's learning rate.** Train the same net again with
+# `lr=0.1` (the paper's rate, meant for batches of 256) instead of `0.1 * BATCH / 256`, and
+# compare the training error per epoch. Then try `BATCH = 256` with `lr=0.1`: how many steps
+# does an epoch have now, and what does that do to a 15-epoch run?
+#
 # ## Solutions
 #
 # Try the exercises first.
