@@ -27,7 +27,8 @@ class DataLoader:
 
     shuffle: a new random order every epoch. seed: the generator's seed; None draws one from
     minires's global generator (so ``mr.manual_seed`` still makes runs repeatable). augment:
-    None or ``augment(images, rng) -> images`` on uint8 (B, C, H, W), see ``transforms``.
+    None or ``augment(images, rng) -> images`` on uint8 (B, C, H, W), see ``transforms`` (it may
+    return float32 in the same pixel units, as ``PCALighting`` and ``SubtractMean`` do).
     drop_last: skip the last batch when it has fewer than ``batch_size`` images. transform: None
     or a per-image ``transform(image[None], rng) -> batch of one``, applied before batching (for a
     dataset without an ``images`` array, such as ``ImageFolder``, it is required).
