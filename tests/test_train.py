@@ -332,13 +332,27 @@ def test_train_command_writes_its_outputs_resumes_and_refuses_changes(tmp_path, 
         main(["train", "--resume", "--out", str(tmp_path / "elsewhere")])
 
 
+def command_error(capsys, argv):
+    """The one-line message a command fails with (argparse's on stderr, or the SystemExit's)."""
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code != 0
+    return capsys.readouterr().err + (e.value.code if isinstance(e.value.code, str) else "")
+
+
 @pytest.mark.parametrize("argv, option", [
-    (["--batch-size", "0"], "--batch-size"), (["--epochs", "0"], "--epochs"), (["--lr", "-1"], "--lr"),
-    (["--lr", "0"], "--lr"), (["--momentum", "1.5"], "--momentum"), (["--weight-decay", "-1"], "--weight-decay"),
-    (["--milestones", "5", "2"], "--milestones"), (["--warmup", "0"], "--warmup")])
-def test_train_command_bad_values_fail_before_anything_is_written(tmp_path, argv, option):
-    with pytest.raises(SystemExit, match=option):
-        main(["train", *argv, "--out", str(tmp_path / "run")])
+    (["--batch-size", "0"], "--batch-size"), (["--epochs", "0"], "--epochs"), (["--epochs", "2.5"], "--epochs"),
+    (["--lr", "-1"], "--lr"), (["--lr", "0"], "--lr"), (["--lr", "inf"], "--lr"), (["--lr", "nan"], "--lr"),
+    (["--momentum", "1.5"], "--momentum"), (["--momentum", "nan"], "--momentum"),
+    (["--weight-decay", "-1"], "--weight-decay"), (["--weight-decay", "inf"], "--weight-decay"),
+    (["--milestones", "5", "2"], "--milestones"), (["--milestones", "3", "3"], "--milestones"),
+    (["--milestones", "-5", "0"], "--milestones"), (["--milestones", "0"], "--milestones"),
+    (["--epochs", "10", "--milestones", "5", "10"], "--milestones"),  # the lr would never change at 10
+    (["--milestones", "20"], "--milestones"),  # beyond the default 15 epochs
+    (["--warmup", "0"], "--warmup"), (["--warmup", "inf"], "--warmup"), (["--seed", "-1"], "--seed")])
+def test_train_command_bad_values_fail_before_anything_is_written(tmp_path, capsys, argv, option):
+    message = command_error(capsys, ["train", *argv, "--out", str(tmp_path / "run")])
+    assert option in message and "Traceback" not in message
     assert not (tmp_path / "run").exists()
 
 
@@ -365,8 +379,9 @@ def test_default_milestones_are_half_and_three_quarters_of_the_run(epochs, expec
     assert train.default_milestones(epochs) == expected
 
 
-def test_resume_with_epochs_0_is_refused_not_ignored(tmp_path, few_digits):
+def test_resume_with_epochs_0_is_refused_not_ignored(tmp_path, capsys, few_digits):
     out = str(tmp_path / "run")
-    main(["train", "--epochs", "1", "--batch-size", "32", "--out", out])
-    with pytest.raises(SystemExit, match="--epochs must be >= 1"):
-        main(["train", "--resume", "--epochs", "0", "--out", out])
+    main(["train", "--epochs", "2", "--batch-size", "32", "--out", out])
+    assert "--epochs: must be >= 1" in command_error(capsys, ["train", "--resume", "--epochs", "0", "--out", out])
+    # Fewer epochs than the run has trained cannot be continued either.
+    assert "already trained 2 epochs" in command_error(capsys, ["train", "--resume", "--epochs", "1", "--out", out])
