@@ -385,3 +385,75 @@ def test_resume_with_epochs_0_is_refused_not_ignored(tmp_path, capsys, few_digit
     assert "--epochs: must be >= 1" in command_error(capsys, ["train", "--resume", "--epochs", "0", "--out", out])
     # Fewer epochs than the run has trained cannot be continued either.
     assert "already trained 2 epochs" in command_error(capsys, ["train", "--resume", "--epochs", "1", "--out", out])
+
+
+# -- a run folder after a kill ------------------------------------------------------------------------
+
+def test_resume_rebuilds_history_that_a_kill_after_the_checkpoint_lost(tmp_path, monkeypatch):
+    """The kill comes after epoch 2's checkpoint, before its history: resume (nothing left to
+    train) must still leave history.json, .csv and curves.png with both epochs."""
+    writes = []
+    real = train.write_history
+
+    def killed_at_epoch_2(history, out_dir):
+        writes.append(len(history))
+        if len(history) == 2:
+            raise KeyboardInterrupt  # stands in for the kill: the checkpoint is on disk, the history not
+        real(history, out_dir)
+
+    monkeypatch.setattr(train, "write_history", killed_at_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        run(2, n_train=64, out_dir=tmp_path)
+    assert len(json.loads((tmp_path / "history.json").read_text())) == 1
+    monkeypatch.setattr(train, "write_history", real)
+    (tmp_path / "curves.png").unlink()
+    history, _ = run(2, n_train=64, out_dir=tmp_path, resume=True)
+    assert [row["epoch"] for row in history] == [1, 2]
+    assert json.loads((tmp_path / "history.json").read_text()) == history
+    assert len((tmp_path / "history.csv").read_text().splitlines()) == 3
+    assert (tmp_path / "curves.png").exists()
+
+
+def test_a_start_removes_the_temporary_files_of_a_killed_write(tmp_path):
+    stale = [".tmp-checkpoint.npz-k1ll3d", ".tmp-history.json-abc", ".tmp-curves.png-x"]
+    for name in stale:
+        (tmp_path / name).write_bytes(b"half a file")
+    (tmp_path / "notes.txt").write_text("mine")
+    run(1, n_train=64, out_dir=tmp_path)
+    assert temp_files(tmp_path) == [] and (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_a_checkpoint_records_its_config_and_resume_checks_it(tmp_path):
+    model, train_loader, test_loader, opt, sched = build(n_train=64)
+    settings = {"model": "small", "seed": 0, "lr": 0.1, "epochs": 1}
+    train.fit(model, train_loader, test_loader, optimizer=opt, scheduler=sched, epochs=1, out_dir=tmp_path,
+              progress=False, config=settings)
+    assert train.read_checkpoint(tmp_path / "checkpoint.npz")["config"] == settings
+    model, train_loader, test_loader, opt, sched = build(n_train=64)
+    with pytest.raises(ValueError, match=r"other settings than this run's: lr 0.1 \(asked: 0.5\), seed 0 \(asked: 3\)"):
+        train.fit(model, train_loader, test_loader, optimizer=opt, scheduler=sched, epochs=2, out_dir=tmp_path,
+                  resume=True, progress=False, config={**settings, "seed": 3, "lr": 0.5})
+    # More epochs is not another run.
+    history = train.fit(model, train_loader, test_loader, optimizer=opt, scheduler=sched, epochs=2, out_dir=tmp_path,
+                        resume=True, progress=False, config={**settings, "epochs": 2})
+    assert len(history) == 2
+    assert train.read_checkpoint(tmp_path / "checkpoint.npz")["config"]["epochs"] == 2
+
+
+def test_curves_use_a_log_axis_for_the_loss(tmp_path, monkeypatch):
+    """Epoch 1's test loss can be hundreds of times the later ones': on a linear axis they would be flat."""
+    figures = []
+    monkeypatch.setattr(mr.io, "save_figure", lambda fig, path, **kw: figures.append(fig))
+    history = [{"epoch": e, "train_loss": 2.0 / e, "train_error": 0.5 / e, "test_loss": 55.0 if e == 1 else 0.1,
+                "test_error": 0.9 if e == 1 else 0.05} for e in (1, 2, 3)]
+    train.plot_history(history, tmp_path / "curves.png")
+    loss_axis, error_axis = figures[0].axes
+    assert loss_axis.get_ylabel() == "cross-entropy loss" and loss_axis.get_yscale() == "log"
+    assert error_axis.get_yscale() == "linear"
+
+
+def test_the_train_command_refuses_an_out_that_is_a_file(tmp_path, capsys):
+    path = tmp_path / "a-file"
+    path.write_text("x")
+    assert "exists and is not a folder" in command_error(capsys, ["train", "--out", str(path)])
+    assert path.read_text() == "x"
