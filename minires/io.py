@@ -44,7 +44,10 @@ def atomic_write(path, mode="wb"):
     except BaseException as e:
         with contextlib.suppress(FileNotFoundError):
             os.remove(tmp)
-        if isinstance(e, OSError) and e.filename != path:
+        # A write error (disk full, read-only) names the temporary file or none; a network or
+        # other error raised by the caller's code is passed on as it is.
+        if isinstance(e, OSError) and e.errno is not None and e.filename in (None, tmp) \
+                and not isinstance(e, ConnectionError):
             raise _naming(e, path) from e
         raise
 
