@@ -457,3 +457,11 @@ def test_the_train_command_refuses_an_out_that_is_a_file(tmp_path, capsys):
     path.write_text("x")
     assert "exists and is not a folder" in command_error(capsys, ["train", "--out", str(path)])
     assert path.read_text() == "x"
+
+
+def test_the_train_command_names_an_out_it_cannot_write(tmp_path, capsys, few_digits):
+    """A folder inside a file cannot be made (as a read-only --out cannot be written): one line naming it."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    message = command_error(capsys, ["train", "--epochs", "1", "--out", str(blocker / "run")])
+    assert f"--out {blocker / 'run'}: cannot write" in message and "Not a directory" in message
