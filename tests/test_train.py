@@ -350,7 +350,7 @@ def command_error(capsys, argv):
     (["--epochs", "10", "--milestones", "5", "10"], "--milestones"),  # the lr would never change at 10
     (["--milestones", "20"], "--milestones"),  # beyond the default 15 epochs
     (["--warmup", "0"], "--warmup"), (["--warmup", "inf"], "--warmup"), (["--seed", "-1"], "--seed")])
-def test_train_command_bad_values_fail_before_anything_is_written(tmp_path, capsys, argv, option):
+def test_train_command_bad_values_fail_before_anything_is_written(tmp_path, capsys, few_digits, argv, option):
     message = command_error(capsys, ["train", *argv, "--out", str(tmp_path / "run")])
     assert option in message and "Traceback" not in message
     assert not (tmp_path / "run").exists()
