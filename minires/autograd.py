@@ -161,7 +161,7 @@ class Tensor:
         if hooks is None:
             hooks = self._leaf_hooks = []
         hooks.append(hook)
-        return _HookHandle(hooks, hook)
+        return HookHandle(hooks, hook)
 
     def retain_grad(self):
         """Keep ``grad`` on a non-leaf tensor after backward (leaves always keep theirs)."""
@@ -233,13 +233,15 @@ class Tensor:
         return _basic.transpose(self, None)
 
 
-class _HookHandle:
+class HookHandle:
+    """What ``Tensor.register_hook`` returns: ``handle.remove()`` unregisters the hook (again: no-op)."""
+
     def __init__(self, hooks, hook):
-        self._hooks, self._hook = hooks, hook
+        self.hooks, self.hook = hooks, hook
 
     def remove(self):
-        if self._hook in self._hooks:
-            self._hooks.remove(self._hook)
+        if self.hook in self.hooks:
+            self.hooks.remove(self.hook)
 
 
 class Function:

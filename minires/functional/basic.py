@@ -34,12 +34,12 @@ def as_tensor(x, like):
         return x
     xp = backend.get_array_module(like.data)
     if isinstance(x, numbers.Number) and not isinstance(x, bool):
-        return Tensor._wrap(xp.asarray(x, dtype=like.dtype))
+        return Tensor(xp.asarray(x, dtype=like.dtype))
     if isinstance(x, np.ndarray) or backend.is_gpu_array(x):
         if x.dtype != like.dtype:
             raise TypeError(f"operand array has dtype {x.dtype}, expected {like.dtype} like the tensor; "
                             "convert it with .astype() first")
-        return Tensor._wrap(x)
+        return Tensor(x)
     raise TypeError(f"unsupported operand of type {type(x).__name__}: expected a Tensor, an array or a number")
 
 
