@@ -67,17 +67,18 @@ def drop_wrapped(wide, out, OW):
 CHUNK_BYTES = 4 << 20
 
 
-# Stride-1 3x3 convolutions with at least this many input and output channels use Winograd
-# F(2x2, 3x3) (``winograd.py``) for the forward and the input gradient: its transforms are memory
-# passes that pay only when the GEMMs are large (``python -m benchmarks winograd`` measures it).
-WINOGRAD_MIN_CHANNELS = 128
-# Winograd's 16 GEMMs all read the transformed filters (16 * C_out * C values, 16 MiB at 512
-# channels): chunks several times larger than im2col's keep those reads from dominating.
-WINOGRAD_CHUNK_FACTOR = 8
+# Stride-1 3x3 convolutions with at least this many input and output channels would use Winograd
+# F(2x2, 3x3) (``winograd.py``) for the forward and the input gradient. Its transforms are memory
+# passes that can pay only when the GEMMs are large, and ``python -m benchmarks winograd`` has not
+# shown a clear win on the CPUs measured so far (benchmarks/README.md), so it is off: None. Set a
+# channel count to turn it on.
+WINOGRAD_MIN_CHANNELS = None
 
 
 def uses_winograd(C, C_out, kh, kw, stride, padding):
-    return kh == kw == 3 and stride == 1 and padding <= 2 and min(C, C_out) >= WINOGRAD_MIN_CHANNELS
+    """True when the Winograd branch computes this convolution's forward and input gradient."""
+    m = WINOGRAD_MIN_CHANNELS
+    return m is not None and kh == kw == 3 and stride == 1 and padding <= 2 and min(C, C_out) >= m
 
 
 class ChunkedConv2d(Conv2d):
@@ -96,9 +97,9 @@ class ChunkedConv2d(Conv2d):
     viewed as (C, N*H*W)); other stride-1 convolutions build their columns on the padded width
     (``im2col_wide``); and for stride 1 the input gradient is computed as a convolution of dy with
     the flipped kernel (a gather: im2col + GEMM) instead of GEMM + col2im (a scatter-add), which
-    moves less memory. ``im2col`` and ``col2im`` serve every other stride. Wide stride-1 3x3
-    convolutions (``uses_winograd``) compute the forward and the input gradient with Winograd's
-    F(2x2, 3x3) instead (``winograd.py``); the weight gradient keeps the columns.
+    moves less memory. ``im2col`` and ``col2im`` serve every other stride. When ``uses_winograd``
+    (off by default), stride-1 3x3 convolutions compute the forward and the input gradient with
+    Winograd's F(2x2, 3x3) instead (``winograd.py``); the weight gradient keeps the columns.
     """
 
     @staticmethod
@@ -136,7 +137,7 @@ class ChunkedConv2d(Conv2d):
 
         per_image = C * kh * kw * (OH * wide_width(W, kw, p) if wide else S)
         if winograd:  # the transformed tiles: 16 values per 2x2 outputs, in and out
-            per_image = 4 * (C + C_out) * S // WINOGRAD_CHUNK_FACTOR
+            per_image = 4 * (C + C_out) * S
         map_chunks(N, self._chunk(x, per_image), run)
         self.x, self.w, self.has_bias = x, w, b is not None
         return from_channels_first_2d(y, (N, C_out, OH, OW))
@@ -183,7 +184,7 @@ class ChunkedConv2d(Conv2d):
 
         per_image = max(C * kh * kw * S, C_out * kh * kw * H * wide_width(OW, kw, q) if flipped else 0)
         if winograd:
-            per_image = max(C * kh * kw * S, 4 * (C + C_out) * H * W // WINOGRAD_CHUNK_FACTOR)
+            per_image = max(C * kh * kw * S, 4 * (C + C_out) * H * W)
         parts = map_chunks(N, self._chunk(x, per_image), run)
         gw = gb = None
         if need_w:

@@ -186,8 +186,10 @@ def test_chunked_conv_with_winograd_equals_reference_conv(monkeypatch, branch, c
     assert_same([y, *grads], [y_ref, *grads_ref])
 
 
-def test_winograd_runs_only_for_wide_stride_1_3x3_convolutions():
-    m = chunked_conv.WINOGRAD_MIN_CHANNELS
+def test_winograd_runs_only_for_wide_stride_1_3x3_convolutions(monkeypatch):
+    assert not chunked_conv.uses_winograd(512, 512, 3, 3, 1, 1)  # off by default
+    m = 128
+    monkeypatch.setattr(chunked_conv, "WINOGRAD_MIN_CHANNELS", m)
     assert chunked_conv.uses_winograd(m, m, 3, 3, 1, 1)
     assert not chunked_conv.uses_winograd(m - 1, m, 3, 3, 1, 1)  # CIFAR widths keep im2col
     assert not chunked_conv.uses_winograd(m, m, 3, 3, 2, 1)
