@@ -13,7 +13,7 @@ arguments, same saved state where it matters, the same function up to float roun
     chunked_conv.py   ChunkedConv2d: chunks of images, padded-width columns, dx without col2im
     blocked_norm.py   BlockedBatchNorm: blocks of channels, pairwise sums
     blocked_relu.py   BlockedReLU: blocks of rows
-    winograd.py       Winograd F(2x2, 3x3) for stride-1 3x3 convolutions (not yet run by F.conv2d)
+    winograd.py       Winograd F(2x2, 3x3) for stride-1 3x3 convolutions (off by default: see below)
 
 Why each of them pays:
 
@@ -34,6 +34,10 @@ Why each of them pays:
   outputs per row are computed and dropped.
 - The input gradient of a stride-1 convolution without col2im: it is a convolution of dy with the
   flipped kernel, another contiguous gather and GEMM instead of a scatter-add.
+- Not on by default: Winograd's minimal filtering F(2x2, 3x3) (``winograd.py``, a branch of
+  ``chunked_conv`` behind ``WINOGRAD_MIN_CHANNELS``): 16 multiplications per 2x2 output tile
+  instead of 36, as 16 GEMMs over transformed tiles. Its transforms are extra memory passes, and
+  ``python -m benchmarks winograd`` has not shown a clear win over the padded-width columns yet.
 - 1x1 stride-1 convolutions (the bottleneck's) skip im2col: the channel-major activation already
   is the column matrix.
 - Small reused workspaces hold the columns, one per thread (``memory.py``); the backward rebuilds

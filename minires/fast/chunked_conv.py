@@ -25,6 +25,7 @@ from ..functional.conv import Conv2d, check_geometry, col2im, im2col, out_size, 
 from ..functional.layout import channels_first_2d, from_channels_first_2d
 from .memory import workspace
 from .threads import map_chunks
+from .winograd import filter_transform, flipped_filters, winograd_conv3x3
 
 
 def wide_width(W, kw, padding):
@@ -66,6 +67,20 @@ def drop_wrapped(wide, out, OW):
 CHUNK_BYTES = 4 << 20
 
 
+# Stride-1 3x3 convolutions with at least this many input and output channels would use Winograd
+# F(2x2, 3x3) (``winograd.py``) for the forward and the input gradient. Its transforms are memory
+# passes that can pay only when the GEMMs are large, and ``python -m benchmarks winograd`` has not
+# shown a clear win on the CPUs measured so far (benchmarks/README.md), so it is off: None. Set a
+# channel count to turn it on.
+WINOGRAD_MIN_CHANNELS = None
+
+
+def uses_winograd(C, C_out, kh, kw, stride, padding):
+    """True when the Winograd branch computes this convolution's forward and input gradient."""
+    m = WINOGRAD_MIN_CHANNELS
+    return m is not None and kh == kw == 3 and stride == 1 and padding <= 2 and min(C, C_out) >= m
+
+
 class ChunkedConv2d(Conv2d):
     """The reference ``Conv2d`` over chunks of images on the threads: same arguments, same function.
 
@@ -82,7 +97,9 @@ class ChunkedConv2d(Conv2d):
     viewed as (C, N*H*W)); other stride-1 convolutions build their columns on the padded width
     (``im2col_wide``); and for stride 1 the input gradient is computed as a convolution of dy with
     the flipped kernel (a gather: im2col + GEMM) instead of GEMM + col2im (a scatter-add), which
-    moves less memory. ``im2col`` and ``col2im`` serve every other stride.
+    moves less memory. ``im2col`` and ``col2im`` serve every other stride. When ``uses_winograd``
+    (off by default), stride-1 3x3 convolutions compute the forward and the input gradient with
+    Winograd's F(2x2, 3x3) instead (``winograd.py``); the weight gradient keeps the columns.
     """
 
     @staticmethod
@@ -99,12 +116,16 @@ class ChunkedConv2d(Conv2d):
         N, _, H, W = x.shape
         OH, OW = out_size(H, kh, s, p), out_size(W, kw, s, p)
         pointwise, wide = kh == kw == 1 and s == 1 and p == 0, s == 1
+        winograd = uses_winograd(C, C_out, kh, kw, s, p)
+        U = filter_transform(w) if winograd else None
         S, w2 = OH * OW, w.reshape(C_out, -1)
         y = xp.empty((C_out, N * S), dtype=x.dtype)  # channel-major: the next layer's layout
 
         def run(lo, hi):
             x_n, y_n, n = x[lo:hi], y[:, lo * S:hi * S], hi - lo
-            if pointwise:
+            if winograd:
+                winograd_conv3x3(x_n, w, p, U=U, out=y_n.reshape(C_out, n, OH, OW))
+            elif pointwise:
                 xp.matmul(w2, channels_first_2d(x_n), out=y_n)
             elif wide:
                 cols = im2col_wide(x_n, kh, kw, p, out=workspace((C * kh * kw, n * OH * wide_width(W, kw, p)), x.dtype, x))
@@ -115,6 +136,8 @@ class ChunkedConv2d(Conv2d):
                 y_n += b[:, None]
 
         per_image = C * kh * kw * (OH * wide_width(W, kw, p) if wide else S)
+        if winograd:  # the transformed tiles: 16 values per 2x2 outputs, in and out
+            per_image = 4 * (C + C_out) * S
         map_chunks(N, self._chunk(x, per_image), run)
         self.x, self.w, self.has_bias = x, w, b is not None
         return from_channels_first_2d(y, (N, C_out, OH, OW))
@@ -129,6 +152,8 @@ class ChunkedConv2d(Conv2d):
         need_x, need_w = self.needs_input_grad[:2]
         pointwise = kh == kw == 1 and s == 1 and p == 0
         flipped = s == 1 and kh == kw and p < kh and not pointwise
+        winograd = need_x and uses_winograd(C, C_out, kh, kw, s, p)
+        U_flip = filter_transform(flipped_filters(w)) if winograd else None
         if flipped:  # dx = conv(dy, w flipped in space with in/out channels swapped, padding q = kh-1-p)
             w_flip, q = w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3).reshape(C, -1), kh - 1 - p
         gx2 = xp.empty((C, N * HW), dtype=gy.dtype) if need_x else None
@@ -145,7 +170,9 @@ class ChunkedConv2d(Conv2d):
                 gw = g2 @ cols.T
             if need_x:
                 gx_n = gx2[:, lo * HW:hi * HW]
-                if pointwise:
+                if winograd:
+                    winograd_conv3x3(gy_n, None, 2 - p, U=U_flip, out=gx_n.reshape(C, n, H, W))
+                elif pointwise:
                     xp.matmul(w2.T, g2, out=gx_n)
                 elif flipped:
                     cols = im2col_wide(gy_n, kh, kw, q, out=ws(C_out * kh * kw, n * H * wide_width(OW, kw, q)))
@@ -156,6 +183,8 @@ class ChunkedConv2d(Conv2d):
             return gw
 
         per_image = max(C * kh * kw * S, C_out * kh * kw * H * wide_width(OW, kw, q) if flipped else 0)
+        if winograd:
+            per_image = max(C * kh * kw * S, 4 * (C + C_out) * H * W)
         parts = map_chunks(N, self._chunk(x, per_image), run)
         gw = gb = None
         if need_w:

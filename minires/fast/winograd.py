@@ -32,7 +32,7 @@ def filter_transform(w):
     """U = G g G^T for every filter: (K, C, 3, 3) -> (4, 4, K, C)."""
     xp = backend.get_array_module(w)
     G = xp.asarray([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]], dtype=w.dtype)
-    return xp.einsum("ai,kcij,bj->abkc", G, w, G)
+    return xp.ascontiguousarray((G @ w @ G.T).transpose(2, 3, 0, 1))  # (K, C, 4, 4) -> (4, 4, K, C)
 
 
 def _input_transform_1d(d0, d1, d2, d3):
@@ -45,15 +45,18 @@ def _output_transform_1d(m0, m1, m2, m3):
     return m0 + m1 + m2, m1 - m2 - m3
 
 
-def winograd_conv3x3(x, w, padding=1, U=None):
+def winograd_conv3x3(x, w, padding=1, U=None, out=None):
     """y = conv(x, w) for a 3x3 kernel, stride 1: (N, C, H, W), (K, C, 3, 3) -> (N, K, H+2p-2, W+2p-2).
 
-    ``U`` may hold ``filter_transform(w)`` computed once. The output is channel-major memory
-    (an NCHW view of a (K, N, OH, OW) array), the layout the next layer wants.
+    ``U`` may hold ``filter_transform(w)`` computed once; ``out`` may be a (K, N, OH, OW) array to
+    write into. The output is channel-major memory (an NCHW view of a (K, N, OH, OW) array), the
+    layout the next layer wants.
     """
     xp = backend.get_array_module(x)
     N, C, H, W = x.shape
-    K = w.shape[0]
+    if U is None:
+        U = filter_transform(w)
+    K = U.shape[2]
     OH, OW = H + 2 * padding - 2, W + 2 * padding - 2
     th, tw = -(-OH // 2), -(-OW // 2)  # tiles per column and row (the last may hang over the edge)
     # Padded input, channel-major, large enough for whole tiles: tile (i, j) reads rows 2i..2i+3.
@@ -69,8 +72,6 @@ def winograd_conv3x3(x, w, padding=1, U=None):
         for b, v in enumerate(_input_transform_1d(*e[a])):
             V[a, b] = v
 
-    if U is None:
-        U = filter_transform(w)
     M = xp.matmul(U.reshape(16, K, C), V.reshape(16, C, N * th * tw)).reshape(4, 4, K, N, th, tw)
 
     # Y = A^T M A, written into the 2x2 positions of every output tile.
@@ -79,7 +80,15 @@ def winograd_conv3x3(x, w, padding=1, U=None):
     for a in range(2):
         for b, y in enumerate(_output_transform_1d(*[s[bb][a] for bb in range(4)])):
             Y[:, :, a::2, b::2] = y
-    return Y[:, :, :OH, :OW].swapaxes(0, 1)
+    if out is None:
+        return Y[:, :, :OH, :OW].swapaxes(0, 1)
+    out[...] = Y[:, :, :OH, :OW]
+    return out.swapaxes(0, 1)
+
+
+def flipped_filters(w):
+    """The kernel of the input gradient: w flipped in space, input and output channels swapped."""
+    return w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)
 
 
 def winograd_conv3x3_input_grad(gy, w, padding=1):
@@ -87,5 +96,4 @@ def winograd_conv3x3_input_grad(gy, w, padding=1):
     dx = conv(dy, w flipped in space with input and output channels swapped, padding 2 - p)."""
     if not 0 <= padding <= 2:
         raise ValueError(f"winograd_conv3x3_input_grad: padding must be 0, 1 or 2, got {padding}")
-    w_flip = w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)
-    return winograd_conv3x3(gy, w_flip, 2 - padding)
+    return winograd_conv3x3(gy, flipped_filters(w), 2 - padding)

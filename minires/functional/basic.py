@@ -45,6 +45,9 @@ def as_tensor(x, like):
 
 def _pair(a, b):
     a_t = isinstance(a, Tensor)
+    if not a_t and not isinstance(b, Tensor):  # at least one operand says which dtype and device to use
+        raise TypeError(f"neither operand is a Tensor ({type(a).__name__} and {type(b).__name__}); "
+                        "wrap one: mr.Tensor(value)")
     like = a if a_t else b
     return (a if a_t else as_tensor(a, like)), as_tensor(b, like)
 

@@ -171,6 +171,32 @@ def test_blocked_relu_equals_reference_relu_on_a_strided_view():
         np.testing.assert_array_equal(a, b)
 
 
+WINOGRAD_PADDINGS = {"3x3 same: Winograd forward and dx": 1, "3x3 valid: Winograd": 0, "3x3 pad 2: Winograd": 2}
+
+
+@pytest.mark.parametrize("chunk", CHUNKS)
+@pytest.mark.parametrize("branch", WINOGRAD_PADDINGS)
+@pytest.mark.parametrize("bias", [False, True])
+def test_chunked_conv_with_winograd_equals_reference_conv(monkeypatch, branch, chunk, bias):
+    monkeypatch.setattr(chunked_conv, "CHUNK_BYTES", CHUNKS[chunk])
+    monkeypatch.setattr(chunked_conv, "WINOGRAD_MIN_CHANNELS", 1)  # the tiny problem takes the Winograd branch
+    p = WINOGRAD_PADDINGS[branch]
+    assert chunked_conv.uses_winograd(3, 4, 3, 3, 1, p)
+    (y, grads), (y_ref, grads_ref) = both(conv(1, p), conv_problem(3, 3, bias))
+    assert_same([y, *grads], [y_ref, *grads_ref])
+
+
+def test_winograd_runs_only_for_wide_stride_1_3x3_convolutions(monkeypatch):
+    assert not chunked_conv.uses_winograd(512, 512, 3, 3, 1, 1)  # off by default
+    m = 128
+    monkeypatch.setattr(chunked_conv, "WINOGRAD_MIN_CHANNELS", m)
+    assert chunked_conv.uses_winograd(m, m, 3, 3, 1, 1)
+    assert not chunked_conv.uses_winograd(m - 1, m, 3, 3, 1, 1)  # CIFAR widths keep im2col
+    assert not chunked_conv.uses_winograd(m, m, 3, 3, 2, 1)
+    assert not chunked_conv.uses_winograd(m, m, 1, 1, 1, 0)
+    assert not chunked_conv.uses_winograd(m, m, 3, 3, 1, 3)
+
+
 # -- one gradient check per fast branch ------------------------------------------------------------
 
 @pytest.mark.parametrize("branch", ["1x1 stride 1: no im2col", "3x3 same: wide columns, flipped dx",
@@ -181,6 +207,13 @@ def test_chunked_conv_gradcheck(monkeypatch, branch):
     kh, kw, s, p = CONV_BRANCHES[branch]
     inputs = [mr.Tensor(a, requires_grad=True) for a in conv_problem(kh, kw, True, N=2, C=2, C_out=2, H=5, W=4)]
     assert mr.gradcheck(lambda *ts: ChunkedConv2d(s, p)(*ts), *inputs)
+
+
+def test_chunked_conv_winograd_gradcheck(monkeypatch):
+    monkeypatch.setattr(chunked_conv, "CHUNK_BYTES", 1)
+    monkeypatch.setattr(chunked_conv, "WINOGRAD_MIN_CHANNELS", 1)
+    inputs = [mr.Tensor(a, requires_grad=True) for a in conv_problem(3, 3, True, N=2, C=2, C_out=2, H=5, W=4)]
+    assert mr.gradcheck(lambda *ts: ChunkedConv2d(1, 1)(*ts), *inputs)
 
 
 @pytest.mark.parametrize("training", [True, False])
