@@ -113,7 +113,7 @@ def _resumed_settings(given, out, checkpoint):
                 f"--resume: {config_path} and {checkpoint} are from different runs ("
                 + ", ".join(f"{k} {folder.get(k) if isinstance(folder, dict) else '?'} vs {saved.get(k)}" for k in differ)
                 + "); start over with --overwrite, or delete config.json to continue the checkpoint's run")
-    changed = [f"--{k.replace('_', '-')} {given[k]} (the run has {saved[k]})"
+    changed = [f"--{k.replace('_', '-')} {given[k]} (the run has {saved.get(k)})"
                for k in train.RUN_SETTINGS if given[k] is not None and given[k] != saved.get(k)]
     if changed:
         raise SystemExit("--resume continues a run with its own settings; these differ: " + ", ".join(changed))
