@@ -74,10 +74,9 @@ def add_out(parser, default, what="output folder"):
                         help=f"{what} (default: {default})" if default else what)
 
 
-def add_seed(parser, default=0):
+def add_seed(parser, default=0, what="seeds the weights, batch order and augmentation"):
     parser.add_argument("--seed", type=nonnegative_int, default=default,
-                        help="seeds the weights, batch order and augmentation" +
-                             (f" (default: {default})" if default is not None else " (default: 0)"))
+                        help=what + (f" (default: {default})" if default is not None else " (default: 0)"))
 
 
 def add_device(parser):

@@ -21,7 +21,7 @@ def add_arguments(parser):
     parser.add_argument("--quick", action="store_true",
                         help=f"depths 1..{QUICK['max_depth']}, width {QUICK['width']}, {QUICK['seeds']} seeds "
                              "(seconds, for a first look)")
-    options.add_seed(parser)
+    options.add_seed(parser, what="seeds the weights of every net")
     options.add_device(parser)
     options.add_out(parser, "runs/shatter", "output folder for the PNGs and shatter.json")
     options.add_progress(parser)
