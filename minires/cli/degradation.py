@@ -33,9 +33,9 @@ def add_arguments(parser):
                         help=f"a check that runs in seconds (numbers are noise): depths "
                              f"{' '.join(map(str, q['depths']))}, {q['epochs']} epochs, {q['limit']} images, "
                              f"{q['seeds']} seeds, unless given")
-    parser.add_argument("--jobs", type=options.positive_int, default=1,
+    parser.add_argument("--jobs", type=options.positive_int, default=None,
                         help="train this many nets at once, each in its own process with one thread (CPU only; "
-                             "the same numbers, less wall time when the cores are free; default: 1)")
+                             f"the same numbers for any value; default: {degradation.JOBS}, or the cores there are)")
     options.add_device(parser)
     options.add_out(parser, None, "output folder (default: runs/degradation-DATA)")
     options.add_progress(parser)
@@ -59,5 +59,5 @@ def main(args):
     degradation.run(train_set, test_set, data_name=args.data, depths=depths,
                     seeds=range(args.first_seed, args.first_seed + n_seeds), epochs=epochs,
                     batch_size=args.batch_size, lr=args.lr, warmup=warmup, limit=limit, device=args.device,
-                    out=out, jobs=args.jobs, command=command, progress=args.progress)
+                    out=out, jobs=args.jobs or (1 if args.quick else None), command=command, progress=args.progress)
     return 0
