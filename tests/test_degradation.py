@@ -124,3 +124,19 @@ def test_epochwise_training_with_flow_probe_equals_one_fit():
     for got, want in zip(history, reference):
         for key in ("epoch", "train_loss", "train_error", "test_loss", "test_error", "lr"):
             assert got[key] == want[key], key
+
+
+def test_recipe_shows_both_halves_of_figure6_on_a_small_instance():
+    """Depths 8 and 20, 3 epochs of the digits recipe, seed 0: plain-20 trains far worse than plain-8
+    (degradation already at depth 20), while ResNet-20 trains no worse than ResNet-8 and far better
+    than plain-20. A regression in the ops, the warm-up or the recipe that stops deep nets from
+    training, or that makes the shortcuts useless, breaks one of these."""
+    train_set, test_set = data.load_digits()
+    r = degradation.RECIPES["digits"]
+    kw = dict(epochs=3, batch_size=r["batch_size"], lr=r["lr"], warmup=r["warmup"], momentum=r["momentum"],
+              weight_decay=r["weight_decay"], milestones=train.default_milestones(3), seed=0, progress=False)
+    err = {name: 100 * degradation.train_one(name, train_set, test_set, **kw).history[-1]["train_error"]
+           for name in degradation.net_names((8, 20))}
+    assert err["plain20"] > err["plain8"] + 10, err
+    assert err["resnet20"] <= err["resnet8"] + 2, err
+    assert err["resnet20"] < err["plain20"] - 20, err
