@@ -95,3 +95,9 @@ def test_responses_command_rejects_a_missing_run_in_one_line(tmp_path):
     proc = _minires("responses", "--from", str(tmp_path), "--out", str(tmp_path / "r"), cwd=tmp_path)
     assert proc.returncode != 0 and "--from" in proc.stderr and "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("command, option", [("responses", "--from"), ("degradation", "--seeds")])
+def test_help_lists_the_options(tmp_path, command, option):
+    proc = _minires(command, "--help", cwd=tmp_path)
+    assert proc.returncode == 0 and option in proc.stdout and "--quick" in proc.stdout
