@@ -36,6 +36,7 @@ from collections import namedtuple
 import numpy as np
 
 from . import backend, data, flow, io, models, optim, train
+from . import functional as F
 from .autograd import Tensor
 
 # The recipe per data set. cifar10: the paper's (sec. 4.2), 64k iterations at batch 128 (164 epochs),
@@ -221,7 +222,7 @@ def estimate_seconds(names, train_set, *, epochs, batch_size, n_train, n_test, s
         times = []
         for _ in range(steps + 1):
             start = time.perf_counter()
-            loss = train.F.softmax_cross_entropy(model(Tensor(backend.to_device(x, device))), y)
+            loss = F.softmax_cross_entropy(model(Tensor(backend.to_device(x, device))), y)
             opt.zero_grad()
             loss.backward()
             opt.step()
