@@ -150,6 +150,9 @@ def train_one(name, train_set, test_set, *, epochs, batch_size, lr, milestones, 
 
 # -- checkpoints of the trained nets (for `responses --from DIR` and other experiments) --------------
 
+CHECKPOINT_NAME = re.compile(r"(plain|resnet)\d+-seed\d+\.npz")
+
+
 def checkpoint_path(out, name, seed):
     return os.path.join(out, f"{name}-seed{seed}.npz")
 
@@ -302,6 +305,12 @@ def run(train_set, test_set, *, data_name="digits", depths=DEPTHS, seeds=tuple(r
           f"{f', {jobs} at a time' if jobs > 1 else ''}; from timing a few training steps of each net)", flush=True)
 
     os.makedirs(out, exist_ok=True)
+    # A folder holds one run: the nets an earlier run left there would pass for this run's.
+    stale = [f for f in os.listdir(out) if CHECKPOINT_NAME.fullmatch(f)]
+    if stale:
+        print(f"note: {out} holds {len(stale)} trained nets of an earlier run; removing them", flush=True)
+        for f in stale:
+            os.remove(os.path.join(out, f))
     start = time.perf_counter()
     jobs_list = [dict(name=name, seed=seed, epochs=recipe["epochs"], batch_size=recipe["batch_size"], lr=recipe["lr"],
                       milestones=recipe["milestones"], device=device, limit=limit, warmup=recipe["warmup"],

@@ -20,6 +20,7 @@ def _minires(*argv, cwd):
 def quick_run(tmp_path_factory):
     """depth 8 (one block per stage), 2 seeds, 1 epoch, 64 digits, through the command line."""
     out = tmp_path_factory.mktemp("degradation")
+    (out / "resnet56-seed9.npz").write_bytes(b"a net of an earlier run")
     proc = _minires("degradation", "--quick", "--depths", "8", "--seeds", "2", "--epochs", "1", "--limit", "64",
                     "--no-progress", "--out", str(out), cwd=out)
     assert proc.returncode == 0, proc.stderr
@@ -40,6 +41,7 @@ def test_command_writes_every_output(quick_run):
             assert [r["epoch"] for r in result["flow"][name][seed]] == [0, 1]  # at init, after epoch 1
             assert len(result["flow"][name][seed][1]["weights"]) == 7  # the 7 convs of a depth-8 net
             assert (out / f"{name}-seed{seed}.npz").exists()
+    assert not (out / "resnet56-seed9.npz").exists()  # the folder holds this run only
     r = result["recipe"]
     assert r["warmup"] == degradation.RECIPES["digits"]["warmup"] and r["epochs"] == 1 and r["lr"] == 0.1
     assert result["machine"]["cpu"] and result["machine"]["numpy"] == np.__version__ and result["seconds"] > 0
