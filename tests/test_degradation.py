@@ -43,7 +43,8 @@ def test_command_writes_every_output(quick_run):
             assert (out / f"{name}-seed{seed}.npz").exists()
     assert not (out / "resnet56-seed9.npz").exists()  # the folder holds this run only
     r = result["recipe"]
-    assert r["warmup"] == degradation.RECIPES["digits"]["warmup"] and r["epochs"] == 1 and r["lr"] == 0.1
+    assert r["warmup"] == degradation.RECIPES["digits"]["warmup"] and r["lr"] == degradation.RECIPES["digits"]["lr"]
+    assert r["epochs"] == 1 and r["batch_size"] == degradation.RECIPES["digits"]["batch_size"]
     assert result["machine"]["cpu"] and result["machine"]["numpy"] == np.__version__ and result["seconds"] > 0
     md = (out / "RESULTS.md").read_text()
     assert "| plain-8 |" in md and "| ResNet-8 |" in md and result["machine"]["cpu"] in md
