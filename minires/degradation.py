@@ -28,14 +28,13 @@ RESULTS.md (the table of final errors and the claims checked), and each trained 
 import csv
 import json
 import os
-import platform
 import re
 import time
 from collections import namedtuple
 
 import numpy as np
 
-from . import backend, data, flow, io, models, optim, train
+from . import backend, data, fast, flow, io, machine, models, optim, train
 from . import functional as F
 from .autograd import Tensor
 
@@ -186,32 +185,6 @@ def load_trained(directory, net, seed):
 
 # -- the whole experiment ------------------------------------------------------------------------------
 
-def machine():
-    """What made the numbers: CPU model, BLAS (via threadpoolctl), NumPy, Python, minires threads."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
-    except OSError:
-        pass
-    blas = []
-    try:
-        from threadpoolctl import threadpool_info
-        blas = [{k: lib.get(k) for k in ("internal_api", "version", "architecture", "num_threads")}
-                for lib in threadpool_info() if lib.get("user_api") == "blas"]
-    except Exception:  # pragma: no cover - threadpoolctl unable to inspect the process
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "blas": blas, "numpy": np.__version__,
-            "python": platform.python_version(), "minires_threads": backend.num_threads()}
-
-
-def blas_text(info):
-    """'OpenBLAS 0.3.29 (Haswell kernels)' from ``machine()``'s entry."""
-    libs = [f"{b['internal_api']} {b['version']}" + (f" ({b['architecture']} kernels)" if b.get("architecture") else "")
-            for b in info["blas"]]
-    return ", ".join(libs) or "unknown BLAS"
-
-
 def estimate_seconds(names, train_set, *, epochs, batch_size, n_train, n_test, seeds, device="cpu", steps=2):
     """Seconds the run should take here and now, from timing ``steps`` training steps of each net.
 
@@ -328,7 +301,8 @@ def run(train_set, test_set, *, data_name="digits", depths=DEPTHS, seeds=tuple(r
     claims = check_claims(final, depths, seeds) if len(depths) >= 2 else {}
     result = {"data": data_name, "nets": names, "depths": list(depths), "seeds": seeds, "recipe": recipe,
               "images": {"train": n_train, "test": n_test}, "limit": limit, "device": device, "jobs": jobs,
-              "command": command, "machine": machine(), "seconds": round(seconds, 1),
+              "command": command, "machine": {**machine.describe(), "minires_threads": fast.num_threads()},
+              "seconds": round(seconds, 1),
               "estimated_seconds": round(estimate, 1), "final": final, "claims": claims, "protocol": list(PROTOCOL),
               "histories": histories, "flow": records}
     table = results_table(result)
@@ -362,7 +336,7 @@ def default_jobs():
 def _train_job(job, train_set, test_set, threads=None):
     """One (net, seed) run of ``run``: (history, flow records); the model goes to its checkpoint."""
     if threads is not None:  # a worker process: one thread each, so that the workers share the cores
-        backend.set_num_threads(threads)
+        fast.set_num_threads(threads)
         from threadpoolctl import threadpool_limits
         threadpool_limits(threads)
     job = dict(job)
@@ -429,8 +403,8 @@ def write_results_md(result, path):
               f"at epochs {r['milestones']}, momentum {r['momentum']}, weight decay {r['weight_decay']:g}, the paper's "
               f"augmentation. Training error: the running error over the last epoch's augmented batches; "
               f"test error: after the last epoch, in eval mode.", "",
-              f"Machine: {m['cpu']}, {blas_text(m)}, NumPy {m['numpy']}, Python {m['python']}, "
-              f"{m['minires_threads']} minires thread(s); device {result['device']}. "
+              f"Machine: {machine.one_line(m)}; Python {m['python']}, {m['minires_threads']} minires thread(s); "
+              f"device {result['device']}. "
               f"Took {_duration(result['seconds'])} with {result['jobs']} net(s) at a time (estimated "
               f"{_duration(result['estimated_seconds'])}).", "",
               results_table(result), ""]

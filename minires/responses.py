@@ -25,7 +25,7 @@ import time
 
 import numpy as np
 
-from . import backend, data, degradation, io, nn
+from . import backend, data, degradation, io, machine, nn
 from .autograd import Tensor, no_grad
 
 
@@ -126,7 +126,7 @@ def run(test_set, *, nets, out, from_dir=None, seed=0, train_set=None, depths=de
         stds[name] = layer_responses(model, loader, device)
     values = {n: list(s.values()) for n, s in stds.items()}
     result = {"seed": seed, "from": from_dir, "train": train_kwargs if from_dir is None else None,
-              "test_images": len(test_set), "device": device, "machine": degradation.machine(),
+              "test_images": len(test_set), "device": device, "machine": machine.describe(),
               "seconds": round(time.perf_counter() - start, 1), "layers": {n: list(s) for n, s in stds.items()},
               "std": values, "summary": summary(values)}
     os.makedirs(out, exist_ok=True)
