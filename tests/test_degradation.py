@@ -38,9 +38,10 @@ def test_command_writes_every_output(quick_run):
             assert set(train.HISTORY_KEYS) <= set(row) and row["epoch"] == 1
             assert final == {"train_error": row["train_error"], "test_error": row["test_error"]}
             assert 0 <= final["train_error"] <= 1 and 0 <= final["test_error"] <= 1
-            assert [r["epoch"] for r in result["flow"][name][seed]] == [0, 1]  # at init, after epoch 1
-            assert len(result["flow"][name][seed][1]["weights"]) == 7  # the 7 convs of a depth-8 net
             assert (out / f"{name}-seed{seed}.npz").exists()
+        assert list(result["flow"][name]) == ["0"]  # gradient norms: the first seed's
+        assert [r["epoch"] for r in result["flow"][name]["0"]] == [0, 1]  # at init, after epoch 1
+        assert len(result["flow"][name]["0"][1]["weights"]) == 7  # the 7 convs of a depth-8 net
     assert not (out / "resnet56-seed9.npz").exists()  # the folder holds this run only
     r = result["recipe"]
     assert r["warmup"] == degradation.RECIPES["digits"]["warmup"] and r["lr"] == degradation.RECIPES["digits"]["lr"]
