@@ -11,7 +11,7 @@ import os
 import sys
 
 # In the order ``--help`` lists them.
-COMMANDS = ("summary", "train", "flow", "degradation", "identity", "shatter")
+COMMANDS = ("summary", "train", "flow", "degradation", "responses", "identity", "shatter")
 
 
 def build_parser():

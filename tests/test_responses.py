@@ -1,0 +1,103 @@
+"""Layer responses (Figure 7): what ``responses.layer_responses`` measures, against the layers
+called by hand, and the command line."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import minires as mr
+from minires import data, degradation, models, nn, responses
+from minires.autograd import Tensor
+
+
+def _randomised(model, seed):
+    """BN parameters and running statistics far from their initial values, so that eval-mode outputs
+    differ from layer to layer."""
+    rng = np.random.default_rng(seed)
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            c = m.num_features
+            m.weight.data[...] = rng.uniform(0.2, 2.0, c)
+            m.bias.data[...] = rng.normal(0, 0.5, c)
+            m.set_buffer("running_mean", rng.normal(0, 0.3, c).astype(np.float32))
+            m.set_buffer("running_var", rng.uniform(0.5, 2.0, c).astype(np.float32))
+    return model.eval()
+
+
+@pytest.mark.parametrize("shortcut", ["A", None])
+def test_responses_are_the_bn_outputs_before_addition_and_relu(shortcut):
+    """The oracle calls each layer by hand: stem bn1(conv1(x)); per block bn1(conv1(x)) and
+    bn2(conv2(relu(.))), the latter before the shortcut is added and before the ReLU."""
+    mr.manual_seed(0)
+    model = _randomised(models.cifar_resnet(14, num_classes=10, in_channels=1, shortcut=shortcut), 1)
+    x = np.random.default_rng(2).normal(0, 1, (24, 1, 8, 8)).astype(np.float32)
+    got = responses.layer_responses(model, [(x, np.zeros(24, dtype=np.int64))])
+
+    want = {}
+    with mr.no_grad():
+        t = model.bn1(model.conv1(Tensor(x)))
+        want["bn1"] = t.data.astype(np.float64).std()
+        h = model.relu(t)
+        for s, stage in enumerate(model.stages(), 1):
+            for b, block in enumerate(stage):
+                r1 = block.bn1(block.conv1(h))
+                r2 = block.bn2(block.conv2(block.relu(r1)))
+                want[f"layer{s}.{b}.bn1"] = r1.data.astype(np.float64).std()
+                want[f"layer{s}.{b}.bn2"] = r2.data.astype(np.float64).std()
+                h = block(h)
+    assert list(got) == list(want)  # every 3x3 layer, in forward order: 13 for depth 14
+    assert len(got) == 13
+    np.testing.assert_allclose(list(got.values()), list(want.values()), rtol=1e-5)
+
+
+def test_responses_accumulate_over_batches():
+    """Two batches give the std over all their images, not the mean of per-batch stds."""
+    mr.manual_seed(0)
+    model = _randomised(models.cifar_resnet(8, in_channels=1), 3)
+    rng = np.random.default_rng(4)
+    a = rng.normal(0, 1, (8, 1, 8, 8)).astype(np.float32)
+    b = rng.normal(2, 3, (8, 1, 8, 8)).astype(np.float32)  # another distribution: per-batch stds differ
+    y = np.zeros(8, dtype=np.int64)
+    both = responses.layer_responses(model, [(np.concatenate([a, b]), np.zeros(16, dtype=np.int64))])
+    split = responses.layer_responses(model, [(a, y), (b, y)])
+    np.testing.assert_allclose(list(split.values()), list(both.values()), rtol=1e-5)
+    assert model.training is False
+
+
+def _minires(*argv, cwd):
+    env = {**os.environ, "MINIRES_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", "minires", *argv], cwd=cwd, env=env, capture_output=True, text=True)
+
+
+def test_responses_command_reuses_degradation_checkpoints(tmp_path):
+    """--from DIR loads the nets a degradation run saved; the JSON holds one std per 3x3 layer."""
+    train_set, test_set = data.load_digits()
+    for name in ("plain8", "resnet8"):
+        trained = degradation.train_one(name, train_set, test_set, epochs=1, batch_size=32, lr=0.05, milestones=[],
+                                        seed=0, limit=64, out=str(tmp_path / "run"), progress=False)
+        assert trained.model is not None
+    proc = _minires("responses", "--from", str(tmp_path / "run"), "--depths", "8", "--out", str(tmp_path / "r"),
+                    cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads((tmp_path / "r" / "responses.json").read_text())
+    assert set(result["std"]) == {"plain8", "resnet8"} and all(len(v) == 7 for v in result["std"].values())
+    assert (tmp_path / "r" / "responses.png").read_bytes()[:4] == b"\x89PNG"
+    # the same numbers as measuring the loaded net directly
+    model = degradation.load_trained(tmp_path / "run", "resnet8", 0)
+    direct = responses.layer_responses(model, data.DataLoader(test_set, 256))
+    np.testing.assert_allclose(result["std"]["resnet8"], list(direct.values()), rtol=1e-6)
+
+
+def test_responses_command_rejects_a_missing_run_in_one_line(tmp_path):
+    proc = _minires("responses", "--from", str(tmp_path), "--out", str(tmp_path / "r"), cwd=tmp_path)
+    assert proc.returncode != 0 and "--from" in proc.stderr and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("command, option", [("responses", "--from"), ("degradation", "--seeds")])
+def test_help_lists_the_options(tmp_path, command, option):
+    proc = _minires(command, "--help", cwd=tmp_path)
+    assert proc.returncode == 0 and option in proc.stdout and "--quick" in proc.stdout
