@@ -104,7 +104,7 @@ def lesioned(model, names):
             setattr(parent, child, block)
 
 
-def test_error(model, loader, deleted=(), device="cpu"):
+def error_without(model, loader, deleted=(), device="cpu"):
     """Test error (fraction) of ``model`` in eval mode with the blocks ``deleted`` removed."""
     with lesioned(model, deleted):
         return train.evaluate(model, loader, device)[1]
@@ -121,7 +121,7 @@ def single_lesions(model, loader, device="cpu", progress=None):
     errors = {}
     for name, block in blocks(model):
         if block.residual or preserves_shape(block):
-            errors[name] = test_error(model, loader, [name], device)
+            errors[name] = error_without(model, loader, [name], device)
         if progress:
             progress()
     return errors
@@ -139,7 +139,7 @@ def random_lesions(model, loader, ks, draws, seed=0, device="cpu", progress=None
         errors[k] = []
         for _ in range(draws):
             chosen = sorted(rng.choice(len(names), size=k, replace=False))
-            errors[k].append(test_error(model, loader, [names[i] for i in chosen], device))
+            errors[k].append(error_without(model, loader, [names[i] for i in chosen], device))
             if progress:
                 progress()
     return errors
@@ -202,7 +202,7 @@ def study(model, test_loader, *, ks, draws, seed=0, device="cpu", bar=None):
     block, the mean error after deleting a shape-changing one (ResNets only), and the mean error per k.
     """
     step = bar.update if bar is not None else None
-    intact = test_error(model, test_loader, (), device)
+    intact = error_without(model, test_loader, (), device)
     single = single_lesions(model, test_loader, device, progress=step)
     keep = set(deletable(model))
     ks = [k for k in ks if k <= len(keep)]
