@@ -260,8 +260,8 @@ def run(*, depths=(20, 56), from_dir=None, epochs=None, points=21, points_1d=41,
     for depth in depths:
         for kind in ("plain", "resnet"):
             name = f"{kind}{depth}"
-            model, info = lesion.get_net(name, train_set, test_set, from_dir=from_dir, recipe=r, seed=seed,
-                                         device=device, limit=limit, progress=progress)
+            model, info = lesion.get_net(name, train_set, test_set, from_dir=from_dir, save_dir=out, recipe=r,
+                                         seed=seed, device=device, limit=limit, progress=progress)
             bar = tqdm(total=points ** 2 + slices * points_1d, desc=f"landscape {name}", unit="loss",
                        disable=not progress, dynamic_ncols=True)
             # The same direction seeds for every net: directions differ only through the weights' norms.

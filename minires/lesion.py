@@ -161,10 +161,8 @@ def train_net(name, train_set, test_set, *, recipe, seed=0, device="cpu", limit=
     The nets, loaders (same seed: same batch order and augmentation for every net) and SGD are
     those of ``degradation`` (its ``build_loaders``), plus the warm-up of ``recipe["warmup"]``.
     """
-    depth = int(re.search(r"\d+$", name).group())
     backend.manual_seed(seed)
-    model = models.cifar_resnet(depth, num_classes=train_set.num_classes, in_channels=train_set.images.shape[1],
-                                shortcut="A" if name.startswith("resnet") else None)
+    model = build_net(name, train_set.num_classes, train_set.images.shape[1])
     model.to(device)
     train_loader, test_loader, _ = degradation.build_loaders(train_set, test_set, recipe["batch_size"], seed, limit)
     optimizer = optim.SGD(model.parameters(), lr=recipe["lr"], momentum=recipe["momentum"],
@@ -177,20 +175,49 @@ def train_net(name, train_set, test_set, *, recipe, seed=0, device="cpu", limit=
     return model, history
 
 
-def get_net(name, train_set, test_set, *, from_dir=None, recipe, seed=0, device="cpu", limit=None, progress=True):
-    """(model, info): the net trained here with ``recipe``, or loaded from a degradation run's
-    checkpoints in ``from_dir`` (``python -m minires degradation`` writes them)."""
+def checkpoint_path(directory, name, seed):
+    """Where a trained net is kept: ``<directory>/<name>-seed<seed>.npz`` (as degradation runs keep theirs)."""
+    return os.path.join(directory, f"{name}-seed{seed}.npz")
+
+
+def build_net(name, num_classes=10, in_channels=1):
+    """The untrained CIFAR net ``name``: "resnet<depth>" (option-A shortcuts) or "plain<depth>"."""
+    match = re.fullmatch(r"(resnet|plain)(\d+)", name)
+    if not match:
+        raise ValueError(f"net name must be resnet<depth> or plain<depth>, got {name!r}")
+    return models.cifar_resnet(int(match.group(2)), num_classes=num_classes, in_channels=in_channels,
+                               shortcut="A" if match.group(1) == "resnet" else None)
+
+
+def load_net(directory, name, seed=0, device="cpu"):
+    """The trained net ``name`` of seed ``seed`` saved in ``directory`` (by this command or a
+    degradation run); FileNotFoundError naming the file when it is not there."""
+    if hasattr(degradation, "load_trained"):
+        model = degradation.load_trained(directory, name, seed)
+    else:
+        path = checkpoint_path(directory, name, seed)
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"no trained {name} of seed {seed} in {directory} (expected {path})")
+        model = io.load(path, build_net(name))
+    return model.to(device)
+
+
+def get_net(name, train_set, test_set, *, from_dir=None, save_dir=None, recipe, seed=0, device="cpu", limit=None,
+            progress=True):
+    """(model, info): the net loaded from ``from_dir``, or trained here with ``recipe`` (and then
+    saved to ``save_dir`` when given, so that other experiments can reuse it with ``from_dir``)."""
     if from_dir is not None:
-        if not hasattr(degradation, "load_trained"):
-            raise ValueError("from_dir: this version of minires.degradation cannot load trained nets")
-        model = degradation.load_trained(from_dir, name, seed)
-        model.to(device)
-        return model, {"source": f"loaded from {from_dir}"}
+        return load_net(from_dir, name, seed, device), {"source": f"loaded from {from_dir}"}
     model, history = train_net(name, train_set, test_set, recipe=recipe, seed=seed, device=device, limit=limit,
                                progress=progress)
     last = history[-1]
-    return model, {"source": "trained", "train_error": last["train_error"], "test_error": last["test_error"],
-                   "seconds": round(sum(h["seconds"] for h in history), 1)}
+    info = {"source": "trained", "train_error": last["train_error"], "test_error": last["test_error"],
+            "seconds": round(sum(h["seconds"] for h in history), 1)}
+    if save_dir is not None:
+        os.makedirs(save_dir, exist_ok=True)
+        info["checkpoint"] = checkpoint_path(save_dir, name, seed)
+        io.save(model, info["checkpoint"])
+    return model, info
 
 
 # -- the experiment -------------------------------------------------------------------------------------
@@ -270,7 +297,7 @@ def format_table(results):
     return "\n".join(lines)
 
 
-def run(*, depths=(56,), from_dir=None, epochs=None, ks=tuple(range(1, 11)), draws=5, seed=0, device="cpu",
+def run(*, depths=(20, 56), from_dir=None, epochs=None, ks=tuple(range(1, 11)), draws=5, seed=0, device="cpu",
         out="runs/lesion", limit=None, progress=True):
     """Train (or load) ResNet and plain net of each depth, run ``study`` on each, and write
     lesion.png and lesion.json to ``out``; returns the results dict (what lesion.json holds)."""
@@ -285,8 +312,8 @@ def run(*, depths=(56,), from_dir=None, epochs=None, ks=tuple(range(1, 11)), dra
     names = [f"{kind}{d}" for d in depths for kind in ("resnet", "plain")]
     nets, results = {}, {}
     for name in names:
-        model, info = get_net(name, train_set, test_set, from_dir=from_dir, recipe=r, seed=seed, device=device,
-                              limit=limit, progress=progress)
+        model, info = get_net(name, train_set, test_set, from_dir=from_dir, save_dir=out, recipe=r, seed=seed,
+                              device=device, limit=limit, progress=progress)
         all_blocks = [n for n, _ in blocks(model)]
         todo = len(all_blocks) + draws * len([k for k in ks if k <= len(deletable(model))])
         bar = tqdm(total=todo, desc=f"lesions {name}", unit="eval", disable=not progress, dynamic_ncols=True)

@@ -237,11 +237,10 @@ def run(*, depth=56, from_dir=None, epochs=None, draws=10, batch_size=64, seed=0
     probe = data.DataLoader(train_set, min(batch_size, len(train_set)))
     x, labels = next(iter(probe))
     name = f"resnet{depth}"
-    backend.manual_seed(seed)
-    from . import models
-    initial = models.cifar_resnet(depth, num_classes=train_set.num_classes, in_channels=train_set.images.shape[1])
-    trained, info = lesion.get_net(name, train_set, test_set, from_dir=from_dir, recipe=r, seed=seed, device=device,
-                                   limit=limit, progress=progress)
+    backend.manual_seed(seed)  # the seed train_net starts from: "init" is the trained net before training
+    initial = lesion.build_net(name, train_set.num_classes, train_set.images.shape[1])
+    trained, info = lesion.get_net(name, train_set, test_set, from_dir=from_dir, save_dir=out, recipe=r, seed=seed,
+                                   device=device, limit=limit, progress=progress)
     initial.to(device)
     x = backend.to_device(x, device)
     results, summaries = {}, {}
