@@ -11,7 +11,6 @@ Timing rules (the machine is noisy: the same work varies by 30% or more between 
 import gc
 import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -226,35 +225,19 @@ def timing_table(title, rows, impls, ratios, notes=(), extra=None):
 
 # -- the machine -----------------------------------------------------------------------------------
 
-def _cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def _blas():
-    """BLAS name and version as NumPy reports it (the layout of show_config differs by version)."""
-    try:
-        info = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
-        return f"{info.get('name')} {info.get('version')}"
-    except Exception:
-        return "unknown (numpy.show_config gave no 'dicts' mode)"
-
-
 def machine_info(cfg, torch=None):
     """The facts a figure needs next to it: machine, versions, threads, date."""
+    from minires import machine
+    m = machine.describe()
+    b = m["blas"]
     info = {
         "date": time.strftime("%Y-%m-%d %H:%M %Z"),
-        "cpu": _cpu_model(),
-        "nproc": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "blas": _blas(),
+        "cpu": m["cpu"],
+        "isa": m["isa"],
+        "nproc": m["cores"],
+        "python": m["python"],
+        "numpy": m["numpy"],
+        "blas": f"{b['library']} {b['version']}" + (f", {b['kernel']} kernel" if b["kernel"] else ""),
         "threads": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "MINIRES_NUM_THREADS")},
         "torch": None if torch is None else f"{torch.__version__} ({torch.get_num_threads()} threads)",
         "device": cfg.device,
@@ -271,7 +254,7 @@ def machine_info(cfg, torch=None):
 
 def machine_markdown(info):
     lines = [f"- date: {info['date']}",
-             f"- machine: {info['cpu']}, {info['nproc']} cores available",
+             f"- machine: {info['cpu']} ({', '.join(info['isa']) or 'ISA unknown'}), {info['nproc']} cores available",
              f"- python {info['python']}, numpy {info['numpy']} (BLAS: {info['blas']}), "
              f"torch {info['torch'] or 'not installed'}",
              "- threads: " + ", ".join(f"{k}={v}" for k, v in info["threads"].items()),

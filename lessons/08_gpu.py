@@ -30,7 +30,7 @@
 #
 # **No GPU? The lesson still runs.** `backend.gpu_available()` decides. Without CuPy or a CUDA GPU,
 # every cell runs on the CPU, prints a note saying what would have run on the GPU, and compares
-# float32 with float64 on the CPU instead. With a GPU: `pip install -e '.[gpu]'` (CuPy for CUDA 12).
+# float32 with float64 on the CPU instead. With a GPU: `pip install -e '.[gpu]'` (CuPy for CUDA 12; `.[gpu-cuda13]` for CUDA 13).
 #
 # Run time: under a minute on 2 CPU cores (seconds with a GPU); `MINIRES_QUICK=1` uses a
 # smaller net and batch (a few seconds). Open as a notebook with

@@ -18,10 +18,7 @@ profile of each net after every epoch), degradation.json (settings, histories, p
 norms) and degradation.csv (one row per net and epoch).
 """
 import csv
-import json
-import os
 import re
-import time
 
 import numpy as np
 
@@ -129,92 +126,3 @@ def plot_degradation(histories, path, milestones=(), title=None):
         fig.suptitle(title)
     io.save_figure(fig, path, dpi=80)
     return path
-
-
-def add_arguments(parser):
-    parser.add_argument("--data", choices=sorted(data.DATASETS), default="digits",
-                        help="digits (bundled, default) or cifar10 (needs --data-dir, or --download)")
-    parser.add_argument("--data-dir", default="data", help="where CIFAR-10 is or goes (default: ./data)")
-    parser.add_argument("--download", action="store_true", help="fetch CIFAR-10 (163 MB) if it is not in --data-dir")
-    parser.add_argument("--epochs", type=int, default=None,
-                        help=f"default: {EPOCHS['digits']} for digits (about ten minutes on 2 cores), "
-                             f"{EPOCHS['cifar10']} for cifar10 (the paper's 64k iterations; use a GPU)")
-    parser.add_argument("--depths", type=int, nargs="+", default=[20, 56],
-                        help="CIFAR-style depths 6n+2 to train, each as plain and ResNet (default: 20 56; "
-                             "the paper's Figure 6: 20 32 44 56)")
-    parser.add_argument("--batch-size", type=int, default=None,
-                        help=f"default: {train.DEFAULTS['digits'][1]} for digits, {train.DEFAULTS['cifar10'][1]} for cifar10")
-    parser.add_argument("--lr", type=float, default=None, help="initial learning rate (default 0.1)")
-    parser.add_argument("--limit", type=int, default=None, help="use only this many training and test images (quick trials)")
-    parser.add_argument("--seed", type=int, default=0, help="seeds weights, batch order and augmentation (default 0)")
-    parser.add_argument("--device", default="cpu", choices=["cpu", "gpu"])
-    parser.add_argument("--out", default=None, help="output folder (default: runs/degradation-DATA)")
-    parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
-    parser.set_defaults(run=main)
-
-
-def _check(args):
-    """Every option checked before any training, each error naming its option."""
-    if args.epochs is not None and args.epochs < 1:
-        raise SystemExit(f"--epochs must be >= 1, got {args.epochs}")
-    if args.batch_size is not None and args.batch_size < 2:
-        raise SystemExit(f"--batch-size must be >= 2 (batch norm needs a batch), got {args.batch_size}")
-    if args.lr is not None and not args.lr > 0:
-        raise SystemExit(f"--lr must be > 0, got {args.lr}")
-    if args.limit is not None and args.limit < 2:
-        raise SystemExit(f"--limit must be >= 2, got {args.limit}")
-    bad = [d for d in args.depths if d < 8 or (d - 2) % 6]
-    if bad:
-        raise SystemExit(f"--depths: each depth must be 6n + 2 (8, 14, 20, 32, 44, 56, 110, ...), got {bad}")
-    if args.device == "gpu" and not backend.gpu_available():
-        raise SystemExit("--device gpu: no CUDA GPU with CuPy found (pip install 'minires[gpu]')")
-
-
-def main(args):
-    _check(args)
-    epochs = args.epochs or EPOCHS[args.data]
-    _, batch_size, lr = train.DEFAULTS[args.data]
-    batch_size, lr = args.batch_size or batch_size, args.lr or lr
-    milestones = train.default_milestones(epochs)
-    out = args.out or f"runs/degradation-{args.data}"
-    train_set, test_set = train.load_data(args.data, args.data_dir, args.download)
-    if args.limit is not None and args.batch_size is None:
-        batch_size = min(batch_size, args.limit)
-    names = [f"{kind}{d}" for kind in ("plain", "resnet") for d in args.depths]
-    n_train = min(len(train_set), args.limit or len(train_set))
-    n_test = min(len(test_set), args.limit or len(test_set))
-    print(f"degradation on {args.data}: {', '.join(names)}; {n_train} training / {n_test} test images, "
-          f"{epochs} epochs of batch {batch_size}, SGD lr {lr} (/10 at epochs {milestones}), momentum 0.9, "
-          f"weight decay 1e-4, augmentation, seed {args.seed}, device {args.device}", flush=True)
-    start = time.perf_counter()
-    histories, records = {}, {}
-    for name in names:
-        histories[name], records[name] = train_one(
-            name, train_set, test_set, epochs=epochs, batch_size=batch_size, lr=lr, milestones=milestones,
-            seed=args.seed, device=args.device, limit=args.limit, progress=args.progress)
-    seconds = time.perf_counter() - start
-
-    print(f"\n{'net':>9} {'train error':>12} {'test error':>11} {'best test':>10} {'|dW first|/|dW last|':>22} "
-          f"{'seconds':>8}")
-    for name in names:
-        h, last = histories[name], histories[name][-1]
-        ratio = flow.first_last_ratio(records[name][-1]["weights"])
-        print(f"{name:>9} {last['train_error']:12.2%} {last['test_error']:11.2%} "
-              f"{min(r['test_error'] for r in h):10.2%} {ratio:22.3g} {sum(r['seconds'] for r in h):8.0f}")
-
-    os.makedirs(out, exist_ok=True)
-    settings = {"data": args.data, "nets": names, "epochs": epochs, "batch_size": batch_size, "lr": lr,
-                "momentum": 0.9, "weight_decay": 1e-4, "milestones": milestones, "augment": True,
-                "limit": args.limit, "seed": args.seed, "device": args.device, "seconds": round(seconds, 1)}
-    json_path = os.path.join(out, "degradation.json")
-    with io.atomic_write(json_path, "w") as f:
-        json.dump({"settings": settings, "histories": histories, "flow": records}, f, indent=1)
-    csv_path = write_csv(histories, os.path.join(out, "degradation.csv"))
-    png_path = plot_degradation(histories, os.path.join(out, "degradation.png"), milestones,
-                                title=f"Plain vs residual on {args.data} ({n_train} training images, "
-                                      f"batch {batch_size}, lr {lr})")
-    flow_path = flow.plot_flow_over_training(
-        records, os.path.join(out, "flow_over_training.png"),
-        title=f"Conv weight-gradient norms on one training batch, epochs 0..{epochs} ({args.data})")
-    print(f"\n{seconds:.0f} s; wrote {png_path}, {flow_path}, {json_path} and {csv_path}")
-    return 0

@@ -24,7 +24,6 @@ import contextlib
 import json
 import math
 import os
-import time
 
 import numpy as np
 
@@ -333,43 +332,21 @@ def format_table(runs):
     return "\n".join(lines)
 
 
-def add_arguments(parser):
-    parser.add_argument("--depths", type=int, nargs="+", default=[20, 56, 110],
-                        help="CIFAR depths 6n+2 to compare (default: 20 56 110)")
-    parser.add_argument("--no-bn", action="store_true", help="remove every batch norm (replace it by identity)")
-    parser.add_argument("--init", choices=INITS, default="he",
-                        help="conv weight init: he = N(0, 2/fan_out), the paper's (default); xavier = Glorot")
-    parser.add_argument("--batch-size", type=int, default=16, help="random images per batch (default 16)")
-    parser.add_argument("--seed", type=int, default=0, help="seed for weights and the random batch")
-    parser.add_argument("--device", default="cpu", help="cpu or gpu")
-    parser.add_argument("--out", default="runs/flow", help="output folder for flow.png and flow.json")
-    parser.set_defaults(run=main)
+def run(depths=(20, 56, 110), *, batch_norm=True, init="he", batch_size=16, seed=0, device="cpu", out="runs/flow",
+        progress=None):
+    """Measure (see :func:`measure`), then write flow.json and flow.png in ``out``.
 
-
-def main(args):
-    # Check every option before any work, so a typo fails at once with the option's name.
-    if args.batch_size < 2:
-        raise SystemExit(f"--batch-size must be >= 2 (batch norm needs a batch), got {args.batch_size}")
-    try:
-        _check_depths(args.depths, "--depths")
-        backend.check_device(args.device)
-    except ValueError as e:
-        raise SystemExit(str(e).replace("device must", "--device must")) from None
-    start = time.perf_counter()
-    bn = "no batch norm" if args.no_bn else "batch norm in train mode"
-    print(f"gradient flow at initialisation: {bn}, {args.init} init, one batch of {args.batch_size} "
-          f"random 3x32x32 images with random labels, seed {args.seed}")
-    runs = measure(args.depths, batch_norm=not args.no_bn, init=args.init, batch_size=args.batch_size,
-                   seed=args.seed, device=args.device,
-                   progress=lambda r: print(f"  {r['name']}: done ({time.perf_counter() - start:.1f} s)", flush=True))
-    print(format_table(runs))
-    os.makedirs(args.out, exist_ok=True)
-    settings = {"depths": args.depths, "batch_norm": not args.no_bn, "init": args.init,
-                "batch_size": args.batch_size, "seed": args.seed, "data": "random N(0,1) images, random labels"}
-    json_path = os.path.join(args.out, "flow.json")
+    Returns (runs, png path, json path).
+    """
+    runs = measure(depths, batch_norm=batch_norm, init=init, batch_size=batch_size, seed=seed, device=device,
+                   progress=progress)
+    bn = "batch norm in train mode" if batch_norm else "no batch norm"
+    settings = {"depths": list(depths), "batch_norm": batch_norm, "init": init, "batch_size": batch_size,
+                "seed": seed, "data": "random N(0,1) images, random labels"}
+    json_path = os.path.join(out, "flow.json")
     with io.atomic_write(json_path, "w") as f:
         json.dump({"settings": settings, "runs": runs}, f, indent=1)
-    png_path = plot_flow(runs, os.path.join(args.out, "flow.png"),
-                         title=f"Gradient norms at initialisation: {bn}, {'He' if args.init == 'he' else 'Xavier'} init, "
-                               f"batch of {args.batch_size} random images")
-    print(f"wrote {png_path} and {json_path} ({time.perf_counter() - start:.1f} s)")
+    png_path = plot_flow(runs, os.path.join(out, "flow.png"),
+                         title=f"Gradient norms at initialisation: {bn}, {'He' if init == 'he' else 'Xavier'} init, "
+                               f"batch of {batch_size} random images")
+    return runs, png_path, json_path

@@ -14,19 +14,17 @@ and the history. So ``resume=True`` continues the run exactly: on the CPU, 1 + 1
 the same bits as 2 (with the same number of BLAS threads: another count sums in another order).
 Checkpoints are .npz arrays plus JSON metadata, never pickles.
 
-``python -m minires train`` (see ``add_arguments``) trains ResNet-20 on the bundled digits.
+``python -m minires train`` (``minires/cli/train.py``) trains ResNet-20 on the bundled digits.
 """
 import csv
 import json
 import math
 import os
-import pickle
-import sys
 import time
 
 import numpy as np
 
-from . import backend, data, io, models, optim
+from . import backend, io
 from . import functional as F
 from .autograd import Tensor, no_grad
 
@@ -298,74 +296,12 @@ def plot_history(history, path, title=None):
     io.save_figure(fig, path, dpi=100)
 
 
-# -- command line --------------------------------------------------------------------------------
-
+# -- the recipe's defaults -------------------------------------------------------------------------
 # Per data set: (epochs, batch size, lr). The lr is divided by 10 at 50% and 75% of the epochs,
 # the paper's schedule (32k and 48k of 64k iterations; for CIFAR-10 at batch 128, epochs 82 and 123).
 DEFAULTS = {"digits": (15, 64, 0.1), "cifar10": (164, 128, 0.1)}
 # Settings that define a run: --resume refuses to change them (--epochs may grow).
 RUN_SETTINGS = ("model", "data", "batch_size", "lr", "momentum", "weight_decay", "milestones", "warmup", "seed")
-
-
-def add_arguments(parser):
-    """The options of ``python -m minires train``; ``parser.set_defaults(run=main)``."""
-    parser.add_argument("--model", default=None, choices=sorted(models.BUILDERS), metavar="MODEL",
-                        help="resnet20/32/44/56/110, plain20/..., resnet18/... (default: resnet20)")
-    parser.add_argument("--data", default=None, choices=sorted(data.DATASETS),
-                        help="digits (bundled, 8x8) or cifar10 (default: digits)")
-    parser.add_argument("--data-dir", default="data", help="where CIFAR-10 is or goes (default: ./data)")
-    parser.add_argument("--download", action="store_true", help="fetch CIFAR-10 (163 MB) if it is not in --data-dir")
-    parser.add_argument("--epochs", type=int, default=None,
-                        help=f"default: {DEFAULTS['digits'][0]} for digits, {DEFAULTS['cifar10'][0]} for cifar10")
-    parser.add_argument("--batch-size", type=int, default=None,
-                        help=f"default: {DEFAULTS['digits'][1]} for digits, {DEFAULTS['cifar10'][1]} for cifar10")
-    parser.add_argument("--lr", type=float, default=None, help="initial learning rate (default: 0.1)")
-    parser.add_argument("--momentum", type=float, default=None, help="default: 0.9")
-    parser.add_argument("--weight-decay", type=float, default=None, help="default: 1e-4")
-    parser.add_argument("--milestones", type=int, nargs="+", default=None, metavar="EPOCH",
-                        help="epochs at which the lr is divided by 10 (default: 50%% and 75%% of --epochs)")
-    parser.add_argument("--warmup", type=float, nargs="?", const=0.01, default=None, metavar="LR",
-                        help="the paper's ResNet-110 warm-up: train at LR (default 0.01) until the "
-                             "training error is below 80%%, then at --lr")
-    parser.add_argument("--device", default="cpu", choices=["cpu", "gpu"])
-    parser.add_argument("--out", default=None, help="output folder (default: runs/MODEL-DATA)")
-    parser.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
-    parser.add_argument("--seed", type=int, default=None, help="seeds the weights, shuffling and augmentation (default: 0)")
-    parser.set_defaults(run=main)
-    return parser
-
-
-def _settings(args):
-    """The run's settings: the explicit options, then (on --resume) the saved run's, then the defaults."""
-    given = {k: getattr(args, k) for k in RUN_SETTINGS + ("epochs",)}
-    out = args.out or f"runs/{given['model'] or 'resnet20'}-{given['data'] or 'digits'}"
-    config_path = os.path.join(out, "config.json")
-    if args.resume:
-        if not os.path.exists(config_path):
-            raise SystemExit(f"--resume: no run to continue in {out} (no config.json); pass the --out of the run")
-        with open(config_path) as f:
-            saved = json.load(f)
-        changed = [f"--{k.replace('_', '-')} {given[k]} (the run has {saved[k]})"
-                   for k in RUN_SETTINGS if given[k] is not None and given[k] != saved[k]]
-        if changed:
-            raise SystemExit("--resume continues a run with its own settings; these differ: " + ", ".join(changed))
-        s = {**saved, "epochs": saved["epochs"] if given["epochs"] is None else given["epochs"]}
-        _check(s, args.device)
-        return s, out
-    name = given["data"] or "digits"
-    epochs, batch_size, lr = DEFAULTS[name]
-    s = {"model": "resnet20", "data": name, "epochs": epochs, "batch_size": batch_size, "lr": lr,
-         "momentum": 0.9, "weight_decay": 1e-4, "milestones": None, "warmup": None, "seed": 0}
-    s.update({k: v for k, v in given.items() if v is not None})
-    if s["milestones"] is None:
-        s["milestones"] = default_milestones(s["epochs"])
-    _check(s, args.device)
-    if os.path.exists(os.path.join(out, CHECKPOINT)):
-        print(f"note: {out} holds an earlier run; starting over (use --resume to continue it)")
-    os.makedirs(out, exist_ok=True)
-    with io.atomic_write(config_path, "w") as f:
-        json.dump(s, f, indent=1)
-    return s, out
 
 
 def default_milestones(epochs):
@@ -375,60 +311,3 @@ def default_milestones(epochs):
     (short runs), is dropped rather than dividing the lr at once or by 100.
     """
     return sorted({m for m in (round(epochs * 0.5), round(epochs * 0.75)) if 0 < m < epochs})
-
-
-def _check(s, device):
-    """Every setting checked before anything is written or trained, each error naming its option."""
-    if s["epochs"] < 1:
-        raise SystemExit(f"--epochs must be >= 1, got {s['epochs']}")
-    if s["batch_size"] < 1:
-        raise SystemExit(f"--batch-size must be >= 1, got {s['batch_size']}")
-    if not s["lr"] > 0:
-        raise SystemExit(f"--lr must be > 0, got {s['lr']}")
-    if not 0 <= s["momentum"] < 1:
-        raise SystemExit(f"--momentum must be in [0, 1), got {s['momentum']}")
-    if not s["weight_decay"] >= 0:
-        raise SystemExit(f"--weight-decay must be >= 0, got {s['weight_decay']}")
-    if s["milestones"] != sorted(s["milestones"]):
-        raise SystemExit(f"--milestones must be increasing epochs, got {s['milestones']}")
-    if s["warmup"] is not None and not s["warmup"] > 0:
-        raise SystemExit(f"--warmup must be > 0, got {s['warmup']}")
-    if device == "gpu" and not backend.gpu_available():
-        raise SystemExit("--device gpu: no CUDA GPU with CuPy found (pip install 'minires[gpu]')")
-
-
-def load_data(name, data_dir, download):
-    """(train, test) of ``--data name``; a missing, corrupt or tampered CIFAR-10 ends the command
-    with a one-line message rather than a traceback."""
-    if name == "digits":
-        return data.load_digits()
-    try:
-        return data.load_cifar10(data_dir, download=download)
-    except (OSError, ValueError, pickle.UnpicklingError) as e:
-        raise SystemExit(f"--data cifar10: {e}") from None
-
-
-def main(args):
-    s, out = _settings(args)
-    train_set, test_set = load_data(s["data"], args.data_dir, args.download)
-    backend.manual_seed(s["seed"])
-    model = models.get_model(s["model"], num_classes=train_set.num_classes, in_channels=train_set.images.shape[1])
-    train_loader = data.DataLoader(train_set, s["batch_size"], shuffle=True, seed=s["seed"],
-                                   augment=data.paper_augment(train_set))
-    test_loader = data.DataLoader(test_set, 256)
-    optimizer = optim.SGD(model.parameters(), lr=s["lr"], momentum=s["momentum"], weight_decay=s["weight_decay"])
-    scheduler = optim.MultiStepLR(optimizer, s["milestones"])
-    n_params = sum(p.size for p in model.parameters())
-    print(f"{s['model']} ({n_params:,} parameters) on {s['data']}: {len(train_set)} training and "
-          f"{len(test_set)} test images, {s['epochs']} epochs of batch {s['batch_size']}, lr {s['lr']} "
-          f"/10 at epochs {s['milestones']}, device {args.device}")
-    try:
-        history = fit(model, train_loader, test_loader, optimizer=optimizer, scheduler=scheduler,
-                      epochs=s["epochs"], device=args.device, out_dir=out, resume=args.resume, warmup=s["warmup"])
-    except TrainingDiverged as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    last = history[-1]
-    print(f"test accuracy after {last['epoch']} epochs: {1 - last['test_error']:.2%} "
-          f"(test loss {last['test_loss']:.4f}, {sum(r['seconds'] for r in history):.0f} s of training)")
-    return 0

@@ -11,10 +11,26 @@ import os
 # NumPy loads its BLAS; an explicit setting in the environment wins.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
+import shutil  # noqa: E402
+import tempfile  # noqa: E402
+
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from minires import backend  # noqa: E402
+
+
+def pytest_configure(config):
+    # pytest's default tmp_path root is shared by every pytest of this user and keeps only the
+    # newest three runs: two suites running at once (two checkouts) delete each other's folders.
+    # A private root per run avoids that; --basetemp still chooses one explicitly.
+    if not config.option.basetemp:
+        config.option.basetemp = config._minires_basetemp = tempfile.mkdtemp(prefix="minires-pytest-")
+
+
+def pytest_unconfigure(config):
+    if getattr(config, "_minires_basetemp", None):
+        shutil.rmtree(config._minires_basetemp, ignore_errors=True)
 
 
 def pytest_addoption(parser):

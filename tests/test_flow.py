@@ -179,5 +179,6 @@ def test_flow_command_writes_json_png_and_table(tmp_path, capsys):
     assert [r["name"] for r in data["runs"]] == ["plain8", "resnet8", "plain14", "resnet14"]
     assert all(len(r["weights"]) == r["depth"] - 1 for r in data["runs"])  # every conv, not the fc
     assert (tmp_path / "flow.png").read_bytes()[:4] == b"\x89PNG"
-    with pytest.raises(SystemExit, match="--depths"):
+    with pytest.raises(SystemExit) as e:  # a usage error: exit code 2, one line naming the option
         main(["flow", "--depths", "21", "--out", str(tmp_path)])
+    assert e.value.code == 2 and "--depths" in capsys.readouterr().err
