@@ -239,7 +239,7 @@ def format_table(results):
     return "\n".join(lines)
 
 
-def run(*, depths=(20, 56), from_dir=None, epochs=None, points=21, points_1d=41, slices=3, span=1.0, images=256,
+def run(*, depths=(20, 56), from_dir=None, epochs=None, points=21, points_1d=31, slices=2, span=1.0, images=128,
         seed=0, device="cpu", out="runs/landscape", limit=None, progress=True):
     """Train (or load) plain net and ResNet of each depth; on ``images`` training digits, a
     ``points`` x ``points`` grid over [-span, span]^2 and ``slices`` 1-D curves of ``points_1d``

@@ -1,5 +1,10 @@
 """Loss landscapes (Li et al. 2018): filter-normalised directions, the loss at a point of the
 plane, and the numbers that summarise a landscape, each against an independent computation."""
+import json
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -92,3 +97,26 @@ def test_concave_share_of_constructed_curves():
     assert landscape.concave_share_1d(t ** 2 + 1e-9 * np.cos(50 * t)) == 0  # round-off is not a bend
     with pytest.raises(ValueError, match="at least 3"):
         landscape.concave_share_1d([1.0, 2.0])
+
+
+def test_landscape_command_help_bad_option_and_quick_run(tmp_path):
+    """--help, a one-line error for an even --points, and a --quick run: the grid's centre is the
+    trained net's loss, and the JSON's measures are those of its own grid."""
+    run = lambda *argv: subprocess.run([sys.executable, "-m", "minires", "landscape", *argv],  # noqa: E731
+                                       capture_output=True, text=True, env={**os.environ, "MINIRES_NUM_THREADS": "1"})
+    help_ = run("--help")
+    assert help_.returncode == 0 and all(o in help_.stdout for o in ("--points", "--from", "--quick", "--span"))
+    bad = run("--points", "4")
+    assert bad.returncode != 0 and "--points" in bad.stderr and "Traceback" not in bad.stderr
+    done = run("--quick", "--no-progress", "--out", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    report = json.loads((tmp_path / "landscape.json").read_text())
+    for png in ("landscape.png", "landscape_1d.png"):
+        assert (tmp_path / png).read_bytes()[:4] == b"\x89PNG"
+    coords = np.array(report["settings"]["coords"])
+    for name in ("plain8", "resnet8"):
+        r = report["nets"][name]
+        grid = np.array(r["grid"])
+        assert grid.shape == (len(coords), len(coords))
+        assert r["measures"] == landscape.measures(grid, coords, [np.array(c) for c in r["curves"]])
+        assert r["measures"]["loss_at_origin"] == grid[len(coords) // 2, len(coords) // 2]

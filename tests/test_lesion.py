@@ -2,6 +2,10 @@
 ``lesion.lesioned``, checked on constructed nets whose answer is known, and the claim on a small
 net trained briefly."""
 import itertools
+import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -119,3 +123,35 @@ def test_random_lesions_draw_distinct_blocks_and_are_seeded(monkeypatch):
     assert len({tuple(d) for d in first[3:6]}) > 1  # the draws differ
     with pytest.raises(ValueError, match="k must be in 1..4"):
         lesion.random_lesions(model, loader, ks=[5], draws=1)
+
+
+def _command(*argv):
+    return subprocess.run([sys.executable, "-m", "minires", *argv], capture_output=True, text=True,
+                          env={**os.environ, "MINIRES_NUM_THREADS": "1"})
+
+
+def test_lesion_command_help_bad_option_and_quick_run(tmp_path):
+    """--help lists the options; a bad --draws is one line naming it (no traceback); --quick writes
+    the figure, a JSON whose numbers are error rates, and the trained nets, which --from reuses."""
+    help_ = _command("lesion", "--help")
+    assert help_.returncode == 0 and all(o in help_.stdout for o in ("--from", "--quick", "--out", "--seed", "--device"))
+    bad = _command("lesion", "--draws", "0", "--out", str(tmp_path / "bad"))
+    assert bad.returncode != 0 and "--draws" in bad.stderr and "Traceback" not in bad.stderr
+    assert not (tmp_path / "bad").exists()
+    missing = _command("lesion", "--from", str(tmp_path), "--out", str(tmp_path / "bad"))
+    assert missing.returncode != 0 and "--from" in missing.stderr and len(missing.stderr.strip().splitlines()) == 1
+    out = tmp_path / "run"
+    run = _command("lesion", "--quick", "--no-progress", "--out", str(out))
+    assert run.returncode == 0, run.stderr
+    report = json.loads((out / "lesion.json").read_text())
+    assert (out / "lesion.png").read_bytes()[:4] == b"\x89PNG"
+    for name in ("resnet14", "plain14"):
+        r = report["nets"][name]
+        assert 0 <= r["intact"] <= 1 and all(0 <= e <= 1 for e in r["single"].values())
+        assert set(r["single"]) == (set(r["all_blocks"]) if name.startswith("resnet") else set(r["deletable"]))
+        assert (out / f"{name}-seed0.npz").exists()
+    assert report["settings"]["recipe"]["warmup"] == 0.01
+    again = _command("lesion", "--quick", "--no-progress", "--from", str(out), "--out", str(tmp_path / "again"))
+    assert again.returncode == 0, again.stderr
+    reloaded = json.loads((tmp_path / "again" / "lesion.json").read_text())
+    assert reloaded["nets"]["resnet14"]["single"] == report["nets"]["resnet14"]["single"]

@@ -3,7 +3,11 @@ and lets the gradient through one half of each block. Checked exactly on small f
 2^n single-path gradients add up to the whole gradient, and with zero residual functions all of
 it is the shortcut-only path."""
 import itertools
+import json
 import math
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -99,13 +103,13 @@ def test_small_branches_make_the_effective_paths_short():
     its gradient, so the gradient per path falls with k and the gradient comes from paths much
     shorter than the net's mean path length n/2; with large branches (weight 1.5) it does not."""
     x, labels = _batch(16)
-    small = paths.gradient_by_length(_net(14, branch_scale=0.1), x, labels, draws=2)
+    small = paths.gradient_by_length(_net(14, branch_scale=0.1), x, labels, draws=1)
     per_path = np.array(small["per_path"])
     assert small["n"] == 6 and small["count"] == [math.comb(6, k) for k in range(7)]
     assert np.all(np.diff(per_path) < 0)
     s = paths.effective_paths(small)
     assert s["gradient_mean_length"] < 0.5 * s["path_mean_length"]
-    large = paths.effective_paths(paths.gradient_by_length(_net(14, branch_scale=1.5), x, labels, draws=2))
+    large = paths.effective_paths(paths.gradient_by_length(_net(14, branch_scale=1.5), x, labels, draws=1))
     assert large["gradient_mean_length"] > s["gradient_mean_length"] + 1
 
 
@@ -119,3 +123,23 @@ def test_effective_paths_on_a_constructed_distribution():
     assert s["gradient_mean_length"] == pytest.approx(0.45 * 2 + 0.45 * 3 + 0.05 * 5)
     with pytest.raises(ValueError, match="every path length"):
         paths.effective_paths({"n": 5, "k": [0, 1], "total": [1, 1]})
+
+
+def test_paths_command_help_bad_option_and_quick_run(tmp_path):
+    """--help, a one-line error for a bad --depth, and a --quick run whose JSON holds every path
+    length 0..n at initialisation and after training, with C(n, k) paths of each."""
+    run = lambda *argv: subprocess.run([sys.executable, "-m", "minires", "paths", *argv], capture_output=True,  # noqa: E731
+                                       text=True, env={**os.environ, "MINIRES_NUM_THREADS": "1"})
+    help_ = run("--help")
+    assert help_.returncode == 0 and all(o in help_.stdout for o in ("--from", "--quick", "--draws", "--device"))
+    bad = run("--depth", "15")
+    assert bad.returncode != 0 and "--depth" in bad.stderr and "Traceback" not in bad.stderr
+    done = run("--quick", "--no-progress", "--out", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    report = json.loads((tmp_path / "paths.json").read_text())
+    assert (tmp_path / "paths.png").read_bytes()[:4] == b"\x89PNG"
+    for label in ("init", "trained"):
+        r = report["results"][label]
+        assert r["k"] == list(range(r["n"] + 1)) and r["count"] == [math.comb(r["n"], k) for k in r["k"]]
+        assert all(t == pytest.approx(c * g) for t, c, g in zip(r["total"], r["count"], r["per_path"]))
+    assert report["settings"]["recipe"]["warmup"] == 0.01 and "gradient_mean_length" in report["summary"]["trained"]

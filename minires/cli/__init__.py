@@ -11,7 +11,7 @@ import os
 import sys
 
 # In the order ``--help`` lists them.
-COMMANDS = ("summary", "train", "flow", "degradation")
+COMMANDS = ("summary", "train", "flow", "degradation", "lesion", "paths", "landscape")
 
 
 def build_parser():
