@@ -154,8 +154,6 @@ print(f"trained in {time.perf_counter() - start:.0f} s")
 results = {}
 for name, model in nets.items():
     results[name] = lesion.study(model, test_loader, ks=range(1, 8), draws=1 if QUICK else 5, seed=0)
-    results[name]["all_blocks"] = [n for n, _ in lesion.blocks(model)]
-    results[name]["deletable"] = lesion.deletable(model)
 for name, r in results.items():
     print(f"{name}: intact {r['intact']:.1%}; one block deleted:",
           ", ".join(f"{b} {e:.1%}" for b, e in r["single"].items()))

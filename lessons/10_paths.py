@@ -42,7 +42,7 @@ import os
 import numpy as np
 
 import minires as mr
-from minires import data, lesion, models, nn, paths
+from minires import data, lesion, models, paths
 from lesson_setup import QUICK, OUT, plt, show  # quick mode and figures, see lesson_setup.py
 
 # %% [markdown]

@@ -41,7 +41,7 @@ import os
 import numpy as np
 
 import minires as mr
-from minires import data, landscape, lesion, models, nn
+from minires import data, landscape, lesion, models
 from minires import functional as F
 from lesson_setup import QUICK, OUT, plt, show  # quick mode and figures, see lesson_setup.py
 

@@ -26,7 +26,6 @@ runs both lesion experiments on the test set, and writes lesion.png and lesion.j
 """
 import contextlib
 import json
-import math
 import os
 import re
 import time
@@ -36,9 +35,9 @@ import numpy as np
 from . import backend, data, degradation, io, models, nn, optim, train
 
 BLOCK_TYPES = (models.BasicBlock, models.Bottleneck)
-# The shared training recipe: the paper's (sec. 4.2) scaled to the bundled digits, with the
-# ResNet-110 warm-up (train at lr 0.01 until the training error is below 80%), which the 56-layer
-# nets need on the digits to start learning reliably.
+# The training recipe of every net here: the paper's (sec. 4.2) scaled to the bundled digits as in
+# ``degradation``, plus the warm-up the paper used for ResNet-110 (lr 0.01 until the training error
+# is below 80%), for every net and depth alike.
 RECIPE = {"epochs": 20, "batch_size": 64, "lr": 0.1, "momentum": 0.9, "weight_decay": 1e-4,
           "milestones": "50% and 75% of the epochs", "warmup": 0.01, "augment": "paper_augment"}
 CHANCE = 0.9  # ten classes
@@ -223,7 +222,8 @@ def get_net(name, train_set, test_set, *, from_dir=None, save_dir=None, recipe, 
 # -- the experiment -------------------------------------------------------------------------------------
 
 def study(model, test_loader, *, ks, draws, seed=0, device="cpu", bar=None):
-    """Both lesion experiments on one trained net: {"intact", "single", "random", "summary"}.
+    """Both lesion experiments on one trained net: {"intact", "single", "random", "summary",
+    "all_blocks", "deletable"} (the last two: block names in forward order, and those that keep the shape).
 
     summary: the intact error, the largest and mean error after deleting one shape-preserving
     block, the mean error after deleting a shape-changing one (ResNets only), and the mean error per k.
@@ -241,7 +241,8 @@ def study(model, test_loader, *, ks, draws, seed=0, device="cpu", bar=None):
                "single_max_increase": max(same) - intact,
                "downsampling_mean_error": float(np.mean(changing)) if changing else None,
                "random_mean_error": {k: float(np.mean(v)) for k, v in rand.items()}}
-    return {"intact": intact, "single": single, "random": rand, "summary": summary}
+    return {"intact": intact, "single": single, "random": rand, "summary": summary,
+            "all_blocks": [n for n, _ in blocks(model)], "deletable": deletable(model)}
 
 
 def plot_lesions(results, path, title=None):
@@ -314,12 +315,11 @@ def run(*, depths=(20, 56), from_dir=None, epochs=None, ks=tuple(range(1, 11)), 
     for name in names:
         model, info = get_net(name, train_set, test_set, from_dir=from_dir, save_dir=out, recipe=r, seed=seed,
                               device=device, limit=limit, progress=progress)
-        all_blocks = [n for n, _ in blocks(model)]
-        todo = len(all_blocks) + draws * len([k for k in ks if k <= len(deletable(model))])
+        todo = len(blocks(model)) + draws * len([k for k in ks if k <= len(deletable(model))])
         bar = tqdm(total=todo, desc=f"lesions {name}", unit="eval", disable=not progress, dynamic_ncols=True)
         res = study(model, test_loader, ks=ks, draws=draws, seed=seed, device=device, bar=bar)
         bar.close()
-        results[name] = {"training": info, "all_blocks": all_blocks, "deletable": deletable(model), **res}
+        results[name] = {"training": info, **res}
         nets[name] = model
     seconds = time.perf_counter() - start
     settings = {"data": "digits", "test_images": len(test_loader.dataset), "depths": list(depths),

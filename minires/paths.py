@@ -31,7 +31,7 @@ import time
 
 import numpy as np
 
-from . import backend, data, degradation, flow, io, lesion, nn
+from . import backend, data, flow, io, lesion, nn
 from . import functional as F
 from .autograd import Tensor
 

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from minires import backend, data, landscape, models, nn
+from minires import backend, data, landscape, models
 from minires import functional as F
 from minires.autograd import Tensor, no_grad
 
