@@ -146,10 +146,12 @@ if QUICK:
 #   and far shorter than the net. The table's "90% of the gradient" gives the narrowest range of
 #   lengths that holds 90% of the total, and "share of paths" how few of the 2^n paths that is.
 #
-# Compare the two rows. At initialisation every BN has weight 1, so a branch's output is as
-# large as its input and a branch does not shrink the gradient; after training, the branches
-# have learned to be small corrections to the shortcut. The README's section on this experiment
-# has ResNet-56's numbers.
+# Compare the two rows and the two curves of panel (b). In `python -m minires paths` (ResNet-56,
+# the README has its figure and numbers) the gradient per path falls with k already at
+# initialisation, and after training it falls far more steeply: after training, each residual
+# function on a path shrinks the gradient more than at the start. The peak of (c) moves to
+# shorter paths, as in Veit's ResNet-110. The dots of (b) spread over orders of magnitude at one
+# k: which blocks a path passes matters, so with a few draws per length the curves of (c) are jagged.
 #
 # ## Summary
 #
