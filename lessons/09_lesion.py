@@ -178,9 +178,11 @@ if QUICK:
 # (the README has its figure and numbers). Read your own curves with three questions:
 #
 # * In the ResNet, how far above the intact line does a single lesion of a shape-preserving
-#   block go? Veit saw a fraction of a point to a few points on CIFAR-10.
-# * Are the shape-changing blocks (the crosses) worse to lose? Veit saw that too: their option-B
-#   projection (ours is option A) is the only road for the signal to the next stage's width.
+#   block go? Veit saw almost no change on CIFAR-10.
+# * Are the shape-changing blocks (the crosses) worse to lose? Veit saw a modest rise there. With
+#   option A it is easy to see why they might be: a deleted first block of a stage hands the next
+#   block the old channels, subsampled, and zeros in all the new ones, which only that block's
+#   residual function filled.
 # * In the plain net, does one deletion send the error toward chance (90%)?
 #
 # **Our plain baseline is not Veit's.** Veit's plain net (a VGG-style network) had no batch
