@@ -118,6 +118,10 @@ def input_gradient(model, x, labels, kept=None):
     return recorder.grads["y0"]
 
 
+def _norm(grad):
+    return float(backend.get_array_module(grad).linalg.norm(grad.ravel()))
+
+
 def path_counts(n):
     """C(n, k) for k = 0..n: how many of the 2^n paths pass through exactly k residual functions."""
     return [math.comb(n, k) for k in range(n + 1)]
@@ -135,8 +139,6 @@ def gradient_by_length(model, x, labels, *, draws=10, seed=0, ks=None, progress=
     n = len(names)
     ks = list(range(n + 1)) if ks is None else list(ks)
     rng = np.random.default_rng(seed)
-    xp = backend.get_array_module(x)
-    norm = lambda g: float(xp.linalg.norm(g.ravel()))  # noqa: E731
     per_path_draws = []
     for k in ks:
         if not 0 <= k <= n:
@@ -144,7 +146,7 @@ def gradient_by_length(model, x, labels, *, draws=10, seed=0, ks=None, progress=
         norms = []
         for _ in range(1 if k in (0, n) else draws):
             kept = [names[i] for i in rng.choice(n, size=k, replace=False)]
-            norms.append(norm(input_gradient(model, x, labels, kept)))
+            norms.append(_norm(input_gradient(model, x, labels, kept)))
             if progress:
                 progress()
         per_path_draws.append(norms)
@@ -152,7 +154,7 @@ def gradient_by_length(model, x, labels, *, draws=10, seed=0, ks=None, progress=
     per_path = [float(np.mean(v)) for v in per_path_draws]
     return {"n": n, "k": ks, "count": counts, "per_path": per_path, "per_path_draws": per_path_draws,
             "total": [c * g for c, g in zip(counts, per_path)],
-            "full": norm(input_gradient(model, x, labels))}
+            "full": _norm(input_gradient(model, x, labels))}
 
 
 def effective_paths(result, share=0.9):
