@@ -10,4 +10,4 @@ interleaved repeats, device handling, tables and the machine description. See RE
 This file imports nothing heavy on purpose: ``python -m benchmarks`` must be able to set the BLAS
 thread count in the environment before NumPy is first imported.
 """
-FAMILIES = ("conv", "bn", "step", "infer", "memory")
+FAMILIES = ("conv", "bn", "step", "infer", "memory", "winograd")

@@ -1,6 +1,6 @@
 """python -m benchmarks [conv|bn|step|infer|memory|all] [--repeats N] [--quick] [--device cpu|gpu]
 
-Prints, as markdown, the machine and versions, one table per family, and the issue's goals
+Prints, as markdown, the machine and versions, one table per family, and the project's speed goals
 (minires/torch ratios against their targets). ``--update-readme`` also writes that block into
 benchmarks/README.md between its ``results`` markers; ``--json PATH`` saves every raw timing.
 """
@@ -46,7 +46,7 @@ def set_threads(n):
 
 def goals_table(goals):
     from .harness import Table
-    t = Table("Goals (issue 8): minires/torch, medians of this run", ["goal", "minires/torch", "target", "met"])
+    t = Table("Speed goals: minires/torch, medians of this run", ["goal", "minires/torch", "target", "met"])
     for label, ratio, target in goals:
         met = "—" if ratio is None else ("yes" if ratio <= target else "no")
         t.rows.append([label, "—" if ratio is None else f"{ratio:.2f}x", f"<= {target:g}x", met])

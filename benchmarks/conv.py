@@ -1,4 +1,4 @@
-"""Convolution, forward + backward: naive loops, classic im2col, minires, PyTorch.
+"""Convolution, forward + backward: naive loops, classic im2col, minires (reference and fast), PyTorch.
 
 The issue's shapes: 3x3, stride 1, padding 1, C_in = C_out, the three stages of a CIFAR ResNet
 at batch 128. One call = forward, then backward with a fixed random upstream gradient, giving
@@ -6,7 +6,9 @@ dx and dw (no bias, as in ResNet).
 
 Layouts are the ones each implementation sees inside its own network: minires gets x and dy as
 channel-major NCHW views (what its batch norm and ReLU produce, see minires/functional/layout.py);
-the classic im2col and PyTorch get C-contiguous NCHW arrays.
+the classic im2col and PyTorch get C-contiguous NCHW arrays. "minires" is the default fast path
+(minires/fast/chunked_conv.py), "minires reference" the readable Conv2d of minires/functional/conv.py:
+the price of readability, measured.
 """
 import numpy as np
 
@@ -14,8 +16,8 @@ import minires as mr
 from minires import functional as F
 
 from . import references as ref
-from .harness import (Case, Device, assert_close, load_torch, median_ratio, time_interleaved, timing_table,
-                      torch_device, torch_sync)
+from .harness import (Case, Device, assert_close, load_torch, median_ratio, reference_mode, time_interleaved,
+                      timing_table, torch_device, torch_sync)
 
 SHAPES = [(128, 16, 32, 32), (128, 32, 16, 16), (128, 64, 8, 8)]
 NAIVE_IMAGES = 8   # the naive loop is timed on this many images and scaled to the batch
@@ -93,6 +95,7 @@ def check(shape, dev, torch=None, cfg=None, naive_images=1):
     """Assert that every implementation gives minires's y, dx and dw on ``shape``."""
     x, w, gy = make_inputs(shape)
     want = minires_fn(dev, x, w, gy)()
+    check_same("minires reference", reference_mode(minires_fn(dev, x, w, gy))(), want)
     check_same("classic im2col", classic_fn(dev, x, w, gy)(), want)
     if torch is not None:
         check_same("torch", torch_fn(torch, cfg, x, w, gy)(), want)
@@ -106,7 +109,7 @@ def run(cfg):
     torch, torch_note = load_torch(cfg)
     shapes = [(QUICK_BATCH,) + s[1:] for s in SHAPES] if cfg.quick else SHAPES
     n_naive = QUICK_NAIVE_IMAGES if cfg.quick else NAIVE_IMAGES
-    impls = ["naive (est.)", "classic im2col", "minires", "torch"]
+    impls = ["naive (est.)", "classic im2col", "minires reference", "minires", "torch"]
     rows = []
     for shape in shapes:
         N, C, H, W = shape
@@ -114,6 +117,7 @@ def run(cfg):
         x, w, gy = make_inputs(shape)
         check(shape, dev, torch, cfg, naive_images=0)  # the naive check is its own warm-up below
         cases = [Case("minires", minires_fn(dev, x, w, gy), dev.sync),
+                 Case("minires reference", reference_mode(minires_fn(dev, x, w, gy)), dev.sync),
                  Case("classic im2col", classic_fn(dev, x, w, gy), dev.sync)]
         if torch is not None:
             cases.append(Case("torch", torch_fn(torch, cfg, x, w, gy), torch_sync(torch, cfg)))
@@ -125,12 +129,15 @@ def run(cfg):
         rows.append((work, time_interleaved(cases, cfg.repeats)))
     notes = [f"naive (est.): the four-loop definition timed on {n_naive} image(s), median of "
              f"{NAIVE_REPEATS} runs, multiplied by N / {n_naive} (its cost is linear in N).",
-             "Each implementation was first checked against minires (y, dx, dw) on the same inputs."]
+             "Each implementation was first checked against minires (y, dx, dw) on the same inputs.",
+             "minires reference: the readable Conv2d (whole-batch im2col, one GEMM, col2im) that "
+             "MINIRES_OPS=reference runs; minires: its fast twin, the default."]
     if dev.name == "gpu":
         notes[0] = "naive: not run on the GPU (a Python loop per element would time kernel launches)."
     if torch_note:
         notes.append(torch_note)
     table = timing_table(f"Convolution ({cfg.device})", rows, impls,
-                         ratios=[("minires", "torch"), ("classic im2col", "torch")], notes=notes)
+                         ratios=[("minires", "torch"), ("minires reference", "minires"), ("classic im2col", "torch")],
+                         notes=notes)
     goals = [(work, median_ratio(times, "minires", "torch"), 2.0) for work, times in rows]
     return [table], goals

@@ -71,7 +71,7 @@ step() {  # step NAME SECONDS COMMAND...
 # Time limits add up to 8 minutes; on an H200 machine each step should take well under its limit.
 step tests-gpu 100 python3 -m pytest -q -x --device gpu -p no:cacheprovider "${pytest_sel[@]}"
 step tests-default 120 python3 -m pytest -q -p no:cacheprovider "${pytest_sel[@]}"
-step train 60 python3 -m minires train --device gpu --epochs "$epochs" --out "$out/train"
+step train 60 python3 -m minires train --device gpu --epochs "$epochs" --out "$out/train" --overwrite
 step flow 40 python3 -m minires flow --device gpu --depths $flow_depths --out "$out/flow"
 for family in conv bn step infer; do
     step "bench-$family" 40 python3 -m benchmarks "$family" --device gpu $bench --json "$out/bench-$family.json"

@@ -126,6 +126,16 @@ def time_interleaved(cases, repeats):
     return times
 
 
+def reference_mode(fn):
+    """``fn`` run on minires's reference ops (``minires.reference_ops()``), for the "minires reference" column."""
+    import minires
+
+    def run():
+        with minires.reference_ops():
+            return fn()
+    return run
+
+
 def median(xs):
     return statistics.median(xs) if xs else None
 

@@ -4,7 +4,8 @@ One step = zero the gradients, forward a batch of 128 32x32 images, softmax cros
 backward, SGD update (momentum 0.9, weight decay 1e-4). minires runs ``models.resnetXX()`` +
 ``optim.SGD`` + ``F.softmax_cross_entropy``; PyTorch the same network written in
 ``torch_refs`` with ``torch.optim.SGD`` and ``F.cross_entropy``. Both start from the same
-weights, and their losses and gradients are compared once before timing.
+weights, and their losses and gradients are compared once before timing. "minires reference"
+is the same minires step on the reference ops (``minires.reference_ops()``), from the same weights.
 """
 import numpy as np
 
@@ -12,8 +13,8 @@ import minires as mr
 from minires import functional as F
 from minires import models, optim
 
-from .harness import (Case, Device, assert_close, load_torch, median_ratio, time_interleaved, timing_table,
-                      torch_device, torch_sync)
+from .harness import (Case, Device, assert_close, load_torch, median_ratio, reference_mode, time_interleaved,
+                      timing_table, torch_device, torch_sync)
 
 MODELS = ("resnet20", "resnet56")
 BATCH, QUICK_BATCH = 128, 8
@@ -97,10 +98,11 @@ def check_gradients(name, dev, torch, cfg, batch, seed=0):
 
 
 def model_table(title, rows, batch, notes):
-    """The table of the whole-model families (step, infer): times, ratio and images per second."""
+    """The table of the whole-model families (step, infer): times, ratios and images per second."""
     def per_second(name):
         return lambda med: "—" if med[name] is None else f"{batch / med[name]:,.0f}"
-    return timing_table(title, rows, ["minires", "torch"], ratios=[("minires", "torch")], notes=notes,
+    return timing_table(title, rows, ["minires reference", "minires", "torch"],
+                        ratios=[("minires", "torch"), ("minires reference", "minires")], notes=notes,
                         extra=[("minires img/s", per_second("minires")), ("torch img/s", per_second("torch"))])
 
 
@@ -114,7 +116,9 @@ def run(cfg):
         if torch is not None:
             check_gradients(name, dev, torch, cfg, batch=min(batch, 8))
         mm = minires_model(name, dev)
-        cases = [Case("minires", minires_step_fn(mm, dev, images, labels), dev.sync, warmup=2)]
+        cases = [Case("minires", minires_step_fn(mm, dev, images, labels), dev.sync, warmup=2),
+                 Case("minires reference",
+                      reference_mode(minires_step_fn(minires_model(name, dev), dev, images, labels)), dev.sync, warmup=2)]
         if torch is not None:
             tm = torch_model(torch, cfg, name, mm)
             cases.append(Case("torch", torch_step_fn(torch, cfg, tm, images, labels), torch_sync(torch, cfg),
@@ -123,7 +127,8 @@ def run(cfg):
         rows.append((f"ResNet-{depth_of(name)} SGD step", times))
         goals.append((f"ResNet-{depth_of(name)} training step", median_ratio(times, "minires", "torch"), 1.5))
     notes = ["Both start from the same weights; their loss and all gradients were compared "
-             "(in float64, on a batch of up to 8) before timing. Two warm-up steps each."]
+             "(in float64, on a batch of up to 8) before timing. Two warm-up steps each.",
+             "minires reference: the same step on the reference ops (MINIRES_OPS=reference)."]
     if torch_note:
         notes.append(torch_note)
     return [model_table(f"Training step, batch {batch}, 32x32 ({cfg.device})", rows, batch, notes)], goals

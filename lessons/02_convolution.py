@@ -22,12 +22,14 @@
 # 1. write a convolution as loops and as `W @ im2col(x)`, and check that they agree with `F.conv2d`;
 # 2. state the backward pass as two matrix products plus `col2im`, the adjoint of `im2col`;
 # 3. explain the speed-up, and put a number on im2col's memory cost (about k*k times the input);
-# 4. say why minires lays its columns out as (C*kh*kw, N*OH*OW) and keeps activations channel-major.
+# 4. say why minires lays its columns out as (C*kh*kw, N*OH*OW) and keeps activations channel-major;
+# 5. read minires's reference `Conv2d` line by line, and say what its fast twin in `minires/fast/` changes.
 #
 # Open as a notebook with `jupytext --to notebook lessons/02_convolution.py`, run cell by cell in
 # VS Code, or run `python lessons/02_convolution.py`. `MINIRES_QUICK=1` makes it take seconds.
 
 # %%
+import inspect
 import time
 
 import numpy as np
@@ -160,9 +162,22 @@ print(f"<im2col(x), c> = {lhs:.6f}   <x, col2im(c)> = {rhs:.6f}")
 assert np.isclose(lhs, rhs, rtol=1e-5)
 
 # %% [markdown]
-# Now compare dx against minires's own backward. For stride 1, `F.conv2d` computes dx a
-# different way, as a convolution of dy with the flipped kernel. Here the stride is 2, so it uses
-# `col2im`. Either way the result must be the same.
+# These three lines, with the forward's one, are the whole of minires's reference `Conv2d`
+# (`minires/functional/conv.py`). It is the class a reader opens first; the docstring states the
+# formulas and the code is nothing else:
+
+# %%
+from minires.functional.conv import Conv2d
+
+print(inspect.getsource(Conv2d))
+
+# %% [markdown]
+# `F.conv2d` runs this class when minires is in reference mode (`with mr.reference_ops():`, or
+# `MINIRES_OPS=reference` in the environment). By default it runs its fast twin, `ChunkedConv2d`
+# in `minires/fast/chunked_conv.py`: the same function, computed over chunks of a few images on
+# several threads, with shortcuts (for stride 1, dx is computed as a convolution of dy with the
+# flipped kernel instead of with `col2im`). Section 4 times the two. Here we check dx from the
+# formula against both:
 
 # %%
 xt, wt = mr.Tensor(x, requires_grad=True), mr.Tensor(w, requires_grad=True)
@@ -172,8 +187,12 @@ yt.backward(gy)
 
 G = gy.swapaxes(0, 1).reshape(4, -1)  # (C_out, N*OH*OW), columns in (n, p, q) order
 dx = F.col2im(w.reshape(4, -1).T @ G, x.shape, 3, 3, stride=2, padding=1)
-print("max |dx(col2im) - dx(minires)|:", np.abs(dx - xt.grad).max())
-assert np.allclose(dx, xt.grad, atol=1e-4)
+xr = mr.Tensor(x, requires_grad=True)
+with mr.reference_ops():
+    F.conv2d(xr, mr.Tensor(w), stride=2, padding=1).backward(gy)
+print("max |dx(col2im) - dx(fast F.conv2d)|:", np.abs(dx - xt.grad).max())
+print("max |dx(col2im) - dx(reference Conv2d)|:", np.abs(dx - xr.grad).max())
+assert np.allclose(dx, xt.grad, atol=1e-4) and np.allclose(dx, xr.grad, atol=1e-4)
 
 # %% [markdown]
 # Finally `mr.gradcheck` compares the whole backward (dx and dW) with finite differences on a
@@ -187,9 +206,9 @@ print("gradcheck conv2d 3x3/2, padding 1:", mr.gradcheck(lambda x, w: F.conv2d(x
 # %% [markdown]
 # ## 4. How much faster?
 #
-# We time the loops, our three-line `conv2d_im2col`, and `F.conv2d` (which adds channel-major
-# output, reused column buffers, and on large batches chunks of images spread over the CPU cores)
-# on a few small 3x3 layers.
+# We time the loops, our three-line `conv2d_im2col`, and `F.conv2d` (its fast twin by default, which
+# adds reused column buffers, padded-width columns and, on large batches, chunks of images spread
+# over the CPU cores) on a few small 3x3 layers.
 # Each figure is the median of a few runs on whatever machine this is. The numbers illustrate
 # the gap and are not a benchmark (for that, see `benchmarks/`). On layers this small, F.conv2d's
 # fixed cost per call (argument checks, wrapping the result in a Tensor) can outweigh what its
@@ -232,11 +251,40 @@ ax.legend()
 show(fig, "02_timing.png")
 
 # %% [markdown]
+# **The reference `Conv2d` against its fast twin.** Forward and backward (y, dx, dW) of a 3x3
+# "same" convolution, as in a CIFAR ResNet's first stage. The fast twin computes the same numbers
+# (to float32 rounding) the way that runs fast; what each technique buys is explained in the
+# docstring of `minires/fast/__init__.py`, and `python -m benchmarks conv` measures it properly on
+# full batches. The figures printed here are illustrative only: one machine, a few runs, a small batch.
+
+# %%
+def forward_backward_time(reference, xb, wb, gyb, repeats):
+    xbt, wbt = mr.Tensor(xb, requires_grad=True), mr.Tensor(wb, requires_grad=True)
+
+    def step():
+        with mr.reference_ops(reference):
+            F.conv2d(xbt, wbt, padding=1).backward(gyb)
+    step()  # warm-up: the fast twin's column buffers are allocated on the first call
+    return median_time(step, repeats), xbt.grad, wbt.grad
+
+
+N, C = (4, 16) if QUICK else (32, 16)
+xb = rng.standard_normal((N, C, 32, 32)).astype(np.float32)
+wb = rng.standard_normal((C, C, 3, 3)).astype(np.float32) * 0.1
+gyb = rng.standard_normal(xb.shape).astype(np.float32)
+t_ref, dx_ref, dw_ref = forward_backward_time(True, xb, wb, gyb, 3 if QUICK else 5)
+t_fast, dx_fast, dw_fast = forward_backward_time(False, xb, wb, gyb, 3 if QUICK else 5)
+assert np.allclose(dx_ref, dx_fast, rtol=1e-4, atol=1e-4) and np.allclose(dw_ref, dw_fast, rtol=1e-4, atol=1e-3)
+print(f"{N}x{C}x32x32, 3x3, forward + backward (illustrative): reference Conv2d {t_ref * 1e3:.1f} ms, "
+      f"fast ChunkedConv2d {t_fast * 1e3:.1f} ms, same dx and dW to float32 rounding")
+
+# %% [markdown]
 # ## 5. The price: memory
 #
 # With stride 1 and "same" padding, OH*OW = H*W, so `cols` holds C*k*k*N*H*W numbers, which is
 # **k*k times the input**. A stride of s divides that by s*s. A 1x1 stride-1 convolution needs no
-# copy at all, since its columns are the input itself, and minires skips im2col for it. Below are
+# copy at all, since its columns are the input itself, and minires's fast path skips im2col for it
+# (the reference runs im2col anyway, which for a 1x1 kernel is a plain copy of x). Below are
 # the ratios for the convolutions the paper uses, measured with `F.im2col` on one image:
 
 # %%
@@ -266,9 +314,10 @@ show(fig, "02_memory.png")
 # %% [markdown]
 # A training batch of 256 at conv2_x means 256 x 7.2 MB, about 1.8 GB of columns for a *single*
 # layer. Keeping them from the forward pass for the backward pass, in every layer, would multiply
-# the memory of a ResNet several times. minires therefore keeps one shared buffer for columns
-# and *recomputes* them in the backward pass: a cheap copy that saves a lot of memory (see the
-# `Conv2d` docstring in `minires/functional/conv.py`).
+# the memory of a ResNet several times. minires therefore *recomputes* the columns in the
+# backward pass, a cheap copy that saves a lot of memory: the reference `Conv2d` above calls
+# `im2col(x)` again in its backward, and the fast twin rebuilds them chunk by chunk in small
+# per-thread buffers that every convolution reuses (`minires/fast/memory.py`).
 #
 # ## 6. Why the column layout matters
 #
@@ -328,8 +377,11 @@ print("from a C-contiguous NCHW array the same matrix is a copy:",
 #   backward: dW = G cols^T and dcols = Wm^T G, followed by dx = col2im(dcols).
 # * col2im is the adjoint of im2col. It sums what im2col copied, the same "used twice, gradients
 #   add" rule as in lesson 1.
-# * The columns take about k*k/s^2 times the input's memory, so minires shares one buffer and
-#   recomputes them in the backward pass instead of storing them.
+# * The columns take about k*k/s^2 times the input's memory, so minires recomputes them in the
+#   backward pass instead of storing them.
+# * `minires/functional/conv.py` holds the reference `Conv2d`, these formulas and nothing else;
+#   `F.conv2d` runs its fast twin from `minires/fast/` by default, and the reference inside
+#   `with mr.reference_ops():`.
 # * Putting channels first in the columns makes the gather copy long runs of memory. It also makes
 #   the GEMM output channel-major, so NCHW views, batch norm and the next im2col need no
 #   transposed copies.

@@ -31,6 +31,7 @@
 # VS Code, or run `python lessons/03_batchnorm.py`. `MINIRES_QUICK=1` makes it take seconds.
 
 # %%
+import inspect
 import time
 
 import numpy as np
@@ -132,15 +133,29 @@ print("per channel, sum(dx * xhat) =", (dx * xhat).sum(axis=AXES))
 # %% [markdown]
 # ## 3. Three independent checks
 #
-# **(a) Against `F.batch_norm`.** minires's `BatchNorm.backward` works on a (C, M) matrix view of
-# the activation (lesson 2 explained why that view is free), but it evaluates the same formula.
+# **(a) Against `F.batch_norm`.** minires's reference `BatchNorm` (`minires/functional/norm.py`)
+# works on a (C, M) matrix view of the activation, one row per channel (lesson 2 explained why that
+# view is free), and evaluates the same formula line for line. Here is its backward:
 
 # %%
-xt, gt, bt = (mr.Tensor(a, requires_grad=True) for a in (x, gamma, beta))
-F.batch_norm(xt, gt, bt, None, None, training=True).backward(g)
-for name, ours, theirs in (("dx", dx, xt.grad), ("dgamma", dgamma, gt.grad), ("dbeta", dbeta, bt.grad)):
-    print(f"{name:6s} max |formula - F.batch_norm| = {np.abs(ours - theirs).max():.2e}")
-    assert np.allclose(ours, theirs)
+from minires.functional.norm import BatchNorm
+
+print(inspect.getsource(BatchNorm.backward))
+
+# %% [markdown]
+# By default `F.batch_norm` runs its fast twin, `BlockedBatchNorm` in `minires/fast/blocked_norm.py`:
+# the same formula over blocks of channels on several threads, with its temporaries in the output's
+# buffer. We check our NumPy derivation against both:
+
+# %%
+for reference in (True, False):
+    xt, gt, bt = (mr.Tensor(a, requires_grad=True) for a in (x, gamma, beta))
+    with mr.reference_ops(reference):
+        F.batch_norm(xt, gt, bt, None, None, training=True).backward(g)
+    for name, ours, theirs in (("dx", dx, xt.grad), ("dgamma", dgamma, gt.grad), ("dbeta", dbeta, bt.grad)):
+        print(f"{'reference' if reference else 'fast':9s} {name:6s} max |formula - F.batch_norm| = "
+              f"{np.abs(ours - theirs).max():.2e}")
+        assert np.allclose(ours, theirs)
 
 # %% [markdown]
 # **(b) Against the engine.** We write BN with nothing but minires's basic operations (mean,

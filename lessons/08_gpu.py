@@ -13,8 +13,9 @@
 #
 # The paper trained its CIFAR nets "with a mini-batch size of 128 on two GPUs" (sec. 4.2). minires
 # runs every op on NumPy arrays on the CPU or on CuPy arrays on an NVIDIA GPU, and there is no
-# separate GPU version of any op (on the CPU, the convolution and batch norm merely split their work
-# into chunks for several threads, where the GPU takes the whole batch at once). This lesson
+# separate GPU version of any op (on the CPU, the fast twins of the convolution, batch norm and
+# ReLU in `minires/fast/` merely split their work into chunks for several threads, where the GPU
+# takes the whole batch at once). This lesson
 # shows how one code path serves both devices, what moves between host (CPU) memory and device (GPU)
 # memory and when, and how closely the two devices agree.
 #
@@ -82,7 +83,7 @@ else:
 # arguments as their NumPy namesakes and return GPU arrays. So an op need not know where its data
 # lives. It asks the array: `xp = backend.get_array_module(a)` is `numpy` for a NumPy array and
 # `cupy` for a CuPy one, and the op then writes `xp.maximum`, `xp.exp`, ... This is the whole of
-# the dispatch:
+# the dispatch, and below it the reference ReLU (`minires/functional/activation.py`) that uses it:
 
 # %%
 print(inspect.getsource(backend.is_gpu_array))

@@ -161,7 +161,7 @@ class Tensor:
         if hooks is None:
             hooks = self._leaf_hooks = []
         hooks.append(hook)
-        return _HookHandle(hooks, hook)
+        return HookHandle(hooks, hook)
 
     def retain_grad(self):
         """Keep ``grad`` on a non-leaf tensor after backward (leaves always keep theirs)."""
@@ -233,13 +233,15 @@ class Tensor:
         return _basic.transpose(self, None)
 
 
-class _HookHandle:
+class HookHandle:
+    """What ``Tensor.register_hook`` returns: ``handle.remove()`` unregisters the hook (again: no-op)."""
+
     def __init__(self, hooks, hook):
-        self._hooks, self._hook = hooks, hook
+        self.hooks, self.hook = hooks, hook
 
     def remove(self):
-        if self._hook in self._hooks:
-            self._hooks.remove(self._hook)
+        if self.hook in self.hooks:
+            self.hooks.remove(self.hook)
 
 
 class Function:
@@ -260,6 +262,9 @@ class Function:
     hooks = None
 
     def __call__(self, *inputs):
+        for i, x in enumerate(inputs):
+            if not isinstance(x, Tensor):
+                raise not_a_tensor(type(self).__name__, i, x)
         _check_same_device_and_dtype(type(self).__name__, inputs)
         y = self.forward(*[x.data for x in inputs])
         if isinstance(y, np.generic):  # NumPy reductions to a scalar return np.float32, not an array
@@ -284,6 +289,13 @@ class Function:
         """Drop parents and saved arrays: the graph below this node can now be freed."""
         self.__dict__.clear()
         self.parents = None
+
+
+def not_a_tensor(name, i, x):
+    """The TypeError for an op handed something other than a Tensor as input ``i``: says what to pass."""
+    kind = type(x).__module__.split(".")[0] + "." + type(x).__name__ if hasattr(x, "__array__") else type(x).__name__
+    hint = "mr.Tensor(array)" if hasattr(x, "__array__") else "mr.Tensor(value)"
+    return TypeError(f"{name}: input {i} is a {kind}, not a Tensor; wrap it: {hint}")
 
 
 def _check_same_device_and_dtype(name, inputs):
@@ -315,7 +327,7 @@ def topological_order(root):
             continue
         visited.add(fn)
         stack.append((fn, True))
-        for p in fn.parents:
+        for p in fn.parents or ():  # None: freed by an earlier backward (reported by _run_backward)
             if isinstance(p, Function) and p not in visited:
                 stack.append((p, False))
     order.reverse()  # post-order lists producers first; we need consumers first

@@ -10,9 +10,13 @@ then the learning-rate schedule steps, the model is evaluated on the test set an
 
 A checkpoint holds everything the next epoch depends on: parameters and batch-norm statistics,
 momentum buffers, the schedule, the loaders' and minires's random generators, the warm-up state
-and the history. So ``resume=True`` continues the run exactly: on the CPU, 1 + 1 epochs give
-the same bits as 2 (with the same number of BLAS threads: another count sums in another order).
-Checkpoints are .npz arrays plus JSON metadata, never pickles.
+and the history, and the run's settings (``config``). So ``resume=True`` continues the run
+exactly: on the CPU, 1 + 1 epochs give the same bits as 2 (with the same number of BLAS threads:
+another count sums in another order). Checkpoints are .npz arrays plus JSON metadata, never pickles.
+
+The checkpoint is written before the history files, and a resume rewrites those from the
+checkpoint's history, so a kill between the two loses nothing; a resume or a new start also
+removes the temporary files a kill mid-write leaves behind.
 
 ``python -m minires train`` (``minires/cli/train.py``) trains ResNet-20 on the bundled digits.
 """
@@ -21,6 +25,7 @@ import json
 import math
 import os
 import time
+import warnings
 
 import numpy as np
 
@@ -30,11 +35,17 @@ from .autograd import Tensor, no_grad
 
 HISTORY_KEYS = ("epoch", "train_loss", "train_error", "test_loss", "test_error", "lr", "seconds")
 CHECKPOINT = "checkpoint.npz"
+CONFIG = "config.json"  # the run's settings, as the train command wrote them
+# The files of one run: a run folder holds these and nothing of another run.
+RUN_FILES = (CONFIG, CHECKPOINT, "history.json", "history.csv", "curves.png")
 CHECKPOINT_FORMAT = "minires-checkpoint-1"
 WARMUP_ERROR = 0.8  # the paper's ResNet-110 warm-up lasts until the training error is below 80%
 # How often (in steps) the loss is read back for the progress bar and the NaN check. Reading a
 # GPU value waits for all queued work, so on the GPU it is rare; on the CPU it costs nothing.
 SYNC_EVERY = {"cpu": 1, "gpu": 25}
+# NumPy's floating-point warnings (as raised in the map_chunks worker threads, which np.errstate
+# does not reach): silenced during training, where a non-finite loss is reported on its own.
+_FLOAT_WARNINGS = r"(overflow|invalid value|divide by zero) encountered"
 
 
 class TrainingDiverged(RuntimeError):
@@ -107,14 +118,16 @@ class Warmup:
 # -- training ------------------------------------------------------------------------------------
 
 def fit(model, train_loader, test_loader=None, *, optimizer, scheduler=None, epochs, device="cpu",
-        out_dir=None, resume=False, warmup=None, progress=True):
+        out_dir=None, resume=False, warmup=None, progress=True, config=None):
     """Train for epochs 1..``epochs`` (with ``resume``, from the one after the checkpoint's); returns the history.
 
     history: one dict per epoch with ``HISTORY_KEYS``; losses are mean cross-entropies and errors
     fractions in [0, 1] (test values None without a ``test_loader``); lr is the rate of the
     epoch's last step; seconds its wall time. ``warmup``: None, or the warm-up lr (the paper's
-    0.01) used until the training error drops below 80%. Raises ``TrainingDiverged`` if the loss
-    goes NaN/inf, leaving the last good checkpoint in ``out_dir``.
+    0.01) used until the training error drops below 80%. ``config``: the run's settings (a
+    JSON-able dict), kept in every checkpoint; with ``resume`` the checkpoint's must be the same
+    (``epochs`` may differ). Raises ``TrainingDiverged`` if the loss goes NaN/inf, leaving the
+    last good checkpoint in ``out_dir``.
     """
     device = backend.check_device(device)
     if not isinstance(epochs, (int, np.integer)) or epochs < 1:
@@ -124,11 +137,17 @@ def fit(model, train_loader, test_loader=None, *, optimizer, scheduler=None, epo
     warm = Warmup(warmup) if warmup is not None else None
     model.to(device)  # before loading optimizer state, so momentum buffers land on the same device
     path = os.path.join(out_dir, CHECKPOINT) if out_dir is not None else None
+    if out_dir is not None:
+        for name in RUN_FILES:
+            io.remove_leftovers(os.path.join(out_dir, name))
     history = []
     if resume:
         if not os.path.exists(path):
             raise FileNotFoundError(f"fit: nothing to resume, {path} does not exist")
-        history = load_checkpoint(path, model, optimizer, scheduler, [train_loader, test_loader], warm)
+        history = load_checkpoint(path, model, optimizer, scheduler, [train_loader, test_loader], warm, config)
+        # The checkpoint's history is the record: rewrite the files from it, in case a kill
+        # came between the last checkpoint and its history.
+        write_history(history, out_dir)
         if progress:
             print(f"resuming from {path} after epoch {len(history)}")
         if len(history) >= epochs:
@@ -145,15 +164,21 @@ def fit(model, train_loader, test_loader=None, *, optimizer, scheduler=None, epo
         bar = tqdm(total=len(train_loader), desc=f"epoch {epoch}/{epochs}", unit="batch", disable=not progress,
                    dynamic_ncols=True)
         try:
-            train_loss, train_error = _train_epoch(model, train_loader, optimizer, device, epoch, bar, warm,
-                                                   scheduled_lr)
-            test_loss = test_error = None
-            if test_loader is not None:
-                test_loss, test_error = evaluate(model, test_loader, device)
-                if not math.isfinite(test_loss):
-                    raise TrainingDiverged(f"the test loss is {test_loss} after epoch {epoch}", epoch, None)
-        except TrainingDiverged as e:
-            bar.close()
+            # A diverging loss overflows on its way to inf/NaN; the check below reports that in one
+            # message, so NumPy's floating-point warnings would only repeat it, less clearly.
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"), warnings.catch_warnings():
+                warnings.filterwarnings("ignore", category=RuntimeWarning, message=_FLOAT_WARNINGS)
+                train_loss, train_error = _train_epoch(model, train_loader, optimizer, device, epoch, bar, warm,
+                                                       scheduled_lr)
+                test_loss = test_error = None
+                if test_loader is not None:
+                    test_loss, test_error = evaluate(model, test_loader, device)
+            if test_loss is not None and not math.isfinite(test_loss):
+                raise TrainingDiverged(f"the test loss is {test_loss} after epoch {epoch}", epoch, None)
+        except BaseException as e:
+            bar.close()  # also on Ctrl-C, so the caller's message starts on a line of its own
+            if not isinstance(e, TrainingDiverged):
+                raise
             # In epoch 1 a checkpoint in out_dir can only be left from an earlier run, not a good state of this one.
             kept = (f"the last good checkpoint, {path}, is from epoch {epoch - 1}"
                     if path is not None and epoch > 1 and os.path.exists(path) else "no checkpoint was written")
@@ -172,7 +197,8 @@ def fit(model, train_loader, test_loader=None, *, optimizer, scheduler=None, epo
         bar.set_postfix(summary)
         bar.close()
         if out_dir is not None:
-            save_checkpoint(path, model, optimizer, scheduler, [train_loader, test_loader], warm, history)
+            # The checkpoint first: it is the record a resume rebuilds the history files from.
+            save_checkpoint(path, model, optimizer, scheduler, [train_loader, test_loader], warm, history, config)
             write_history(history, out_dir)
     if out_dir is not None:
         print(f"wrote {os.path.join(out_dir, 'history.json')} (and .csv), {os.path.join(out_dir, 'curves.png')}, {path}")
@@ -217,11 +243,12 @@ def _train_epoch(model, loader, optimizer, device, epoch, bar, warm, scheduled_l
 
 # -- checkpoints ---------------------------------------------------------------------------------
 
-def save_checkpoint(path, model, optimizer, scheduler, loaders, warm, history):
-    """Write the training state after ``len(history)`` epochs to ``path`` (.npz + JSON meta, atomic)."""
+def save_checkpoint(path, model, optimizer, scheduler, loaders, warm, history, config=None):
+    """Write the training state after ``len(history)`` epochs, and the run's ``config``, to ``path``
+    (.npz + JSON meta, atomic)."""
     arrays = {f"model.{k}": v for k, v in model.state_dict().items()}
     arrays.update({f"optimizer.{k}": v for k, v in optimizer.state_dict().items()})
-    meta = {"format": CHECKPOINT_FORMAT, "epoch": len(history), "history": history,
+    meta = {"format": CHECKPOINT_FORMAT, "epoch": len(history), "history": history, "config": config,
             "scheduler": scheduler.state_dict() if scheduler is not None else None,
             "loaders": [ld.state_dict() if hasattr(ld, "state_dict") else None for ld in loaders],
             "global_rng": backend.default_rng().bit_generator.state,
@@ -229,25 +256,67 @@ def save_checkpoint(path, model, optimizer, scheduler, loaders, warm, history):
     io.save_arrays(path, arrays, _plain(meta))
 
 
-def load_checkpoint(path, model, optimizer, scheduler=None, loaders=(), warm=None):
-    """Restore what :func:`save_checkpoint` wrote into these objects; returns the history."""
+# What every checkpoint's metadata holds ("config" may be None: a run without recorded settings).
+CHECKPOINT_KEYS = ("format", "epoch", "history", "scheduler", "loaders", "global_rng", "warmup")
+
+
+def read_checkpoint(path):
+    """The metadata of the checkpoint at ``path`` (``epoch``, ``history``, ``config``, ...), checked:
+    a file that is not a minires training checkpoint, or lacks a key, is a ValueError naming it."""
+    return _read_checkpoint(path)[1]
+
+
+def _read_checkpoint(path):
     arrays, meta = io.load_arrays(path)
     if not isinstance(meta, dict) or meta.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path} is not a minires training checkpoint")
+        raise ValueError(f"{path} is not a minires training checkpoint (no {CHECKPOINT_FORMAT!r} metadata)")
+    missing = [k for k in CHECKPOINT_KEYS if k not in meta]
+    if missing:
+        raise ValueError(f"{path}: the checkpoint's metadata lacks {', '.join(missing)}; it is damaged or "
+                         "was not written by minires")
+    if not isinstance(meta["history"], list) or meta["epoch"] != len(meta["history"]):
+        raise ValueError(f"{path}: the checkpoint's history does not match its epoch ({meta['epoch']}); it is damaged")
+    meta.setdefault("config", None)
+    return arrays, meta
+
+
+def check_config(path, saved, config):
+    """``config`` (the settings a resume asks for) must be the checkpoint's ``saved`` ones, but for ``epochs``."""
+    if saved is None:
+        raise ValueError(f"{path} does not record the settings it was trained with (an older minires "
+                         "wrote it), so it cannot be checked against this run's; start a fresh run")
+    differ = sorted(k for k in set(saved) | set(config) if k != "epochs" and saved.get(k) != config.get(k))
+    if differ:
+        raise ValueError(f"{path} was trained with other settings than this run's: "
+                         + ", ".join(f"{k} {saved.get(k)} (asked: {config.get(k)})" for k in differ))
+
+
+def load_checkpoint(path, model, optimizer, scheduler=None, loaders=(), warm=None, config=None):
+    """Restore what :func:`save_checkpoint` wrote into these objects; returns the history.
+
+    With ``config``, first check that the checkpoint was trained with those settings (see ``check_config``).
+    """
+    arrays, meta = _read_checkpoint(path)
+    if config is not None:
+        check_config(path, meta["config"], config)
     for what, ours, theirs in (("a scheduler", scheduler, meta["scheduler"]), ("warm-up", warm, meta["warmup"])):
         if (ours is None) != (theirs is None):
             raise ValueError(f"{path} was written {'with' if theirs is not None else 'without'} {what}; "
                              "resume the run with the settings it was started with")
-    model.load_state_dict({k[len("model."):]: v for k, v in arrays.items() if k.startswith("model.")})
-    optimizer.load_state_dict({k[len("optimizer."):]: v for k, v in arrays.items() if k.startswith("optimizer.")})
-    if scheduler is not None:
-        scheduler.load_state_dict(meta["scheduler"])
-    if warm is not None:
-        warm.load_state_dict(meta["warmup"])
-    for loader, state in zip(loaders, meta["loaders"]):
-        if loader is not None and state is not None:
-            loader.load_state_dict(state)
-    backend.default_rng().bit_generator.state = meta["global_rng"]
+    try:
+        model.load_state_dict({k[len("model."):]: v for k, v in arrays.items() if k.startswith("model.")})
+        optimizer.load_state_dict({k[len("optimizer."):]: v for k, v in arrays.items() if k.startswith("optimizer.")})
+        if scheduler is not None:
+            scheduler.load_state_dict(meta["scheduler"])
+        if warm is not None:
+            warm.load_state_dict(meta["warmup"])
+        for loader, state in zip(loaders, meta["loaders"]):
+            if loader is not None and state is not None:
+                loader.load_state_dict(state)
+        backend.default_rng().bit_generator.state = meta["global_rng"]
+    except (KeyError, TypeError, ValueError) as e:  # another model's checkpoint, or damaged metadata
+        message = e.args[0] if isinstance(e, KeyError) and e.args else e
+        raise ValueError(f"{path}: cannot restore this run from it: {message}") from None
     return meta["history"]
 
 
@@ -287,6 +356,10 @@ def plot_history(history, path, title=None):
         test = [(e, row[f"test_{key}"] * scale) for e, row in zip(epochs, history) if row[f"test_{key}"] is not None]
         if test:
             ax.plot(*zip(*test), "-", color="C1", linewidth=2, label="test")
+        if key == "loss":
+            # Epoch 1's test loss can be hundreds of times the rest (batch norm's running statistics
+            # have not settled yet): a log axis keeps the later epochs readable.
+            ax.set_yscale("log")
         ax.set_xlabel("epoch")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)

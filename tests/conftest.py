@@ -3,6 +3,10 @@
 Device: tests that take the ``device`` fixture run once per backend. By default that is "cpu"
 and "gpu"; the GPU run is skipped, with the reason, when CuPy or a GPU is missing. Select one
 with ``pytest --device gpu`` (or MINIRES_TEST_DEVICE=gpu) to run every such test on CuPy only.
+
+Implementation: tests that take the ``impl`` fixture run once on the fast ops (``minires/fast/``,
+the default) and once on the reference ops (``minires/functional/``), whatever MINIRES_OPS says.
+The op tests that check against an oracle take it, so both paths meet the same specification.
 """
 import os
 
@@ -17,6 +21,7 @@ import tempfile  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
+import minires as mr  # noqa: E402
 from minires import backend  # noqa: E402
 
 
@@ -43,6 +48,8 @@ def pytest_generate_tests(metafunc):
         choice = metafunc.config.getoption("--device")
         devices = ["cpu", "gpu"] if choice == "all" else [choice]
         metafunc.parametrize("device", devices, indirect=True)
+    if "impl" in metafunc.fixturenames:
+        metafunc.parametrize("impl", IMPLS, indirect=True)
 
 
 @pytest.fixture
@@ -50,6 +57,16 @@ def device(request):
     if request.param == "gpu" and not backend.gpu_available():
         pytest.skip("no CUDA GPU with CuPy on this machine (the GPU backend is tested where one is present)")
     return request.param
+
+
+IMPLS = ("fast", "reference")
+
+
+@pytest.fixture
+def impl(request):
+    """ "fast" or "reference": the ops of that path run for the whole test."""
+    with mr.reference_ops(request.param == "reference"):
+        yield request.param
 
 
 @pytest.fixture

@@ -58,7 +58,12 @@ def forward_backward(fn, tensors, gy=None, seed=0, gy_layout="nchw"):
 
 
 def forbid_forward(monkeypatch, function_class):
-    """Make ``function_class.forward`` fail the test if it runs: bad input must be rejected before."""
+    """Make ``function_class.forward`` (and its fast twins') fail the test if it runs: bad input must
+    be rejected before."""
     def forward(self, *arrays):
-        raise AssertionError(f"{function_class.__name__}.forward ran: the bad input was not rejected up front")
-    monkeypatch.setattr(function_class, "forward", forward)
+        raise AssertionError(f"{type(self).__name__}.forward ran: the bad input was not rejected up front")
+    classes = [function_class]
+    while classes:
+        cls = classes.pop()
+        monkeypatch.setattr(cls, "forward", forward)
+        classes.extend(cls.__subclasses__())

@@ -336,3 +336,48 @@ def test_gradcheck_passes_unused_inputs_and_rejects_float32():
     assert mr.gradcheck(lambda x, u: x * x, x, unused)
     with pytest.raises(TypeError, match="float64"):
         mr.gradcheck(lambda x: x * x, mr.Tensor([1.0], requires_grad=True))
+
+
+def test_second_backward_through_a_shared_freed_subgraph_is_the_retain_graph_error():
+    """z1 and z2 share y's graph: z2 is new, but the part below it was freed by z1's backward."""
+    x = mr.Tensor(np.ones(3), requires_grad=True)
+    y = x * 2
+    (y * 3).sum().backward()
+    with pytest.raises(RuntimeError, match="retain_graph=True"):
+        (y * 4).sum().backward()
+
+
+def test_second_backward_through_a_shared_subgraph_works_with_retain_graph():
+    x = mr.Tensor(np.ones(3), requires_grad=True)
+    y = x * 2
+    (y * 3).sum().backward(retain_graph=True)
+    (y * 4).sum().backward()
+    np.testing.assert_array_equal(x.grad, np.full(3, 14.0))  # d/dx (6x + 8x)
+
+
+A = np.ones((1, 1, 3, 3), np.float32)
+
+
+@pytest.mark.parametrize("call, kind", [
+    (lambda: F.relu(A), "numpy.ndarray"),
+    (lambda: F.relu([1.0, -1.0]), "list"),
+    (lambda: F.relu(1.0), "float"),
+    (lambda: F.conv2d(A, mr.Tensor(A)), "numpy.ndarray"),
+    (lambda: F.conv2d(mr.Tensor(A), A), "numpy.ndarray"),
+    (lambda: mr.nn.Conv2d(1, 1, 3)(A), "numpy.ndarray"),
+    (lambda: mr.nn.BatchNorm2d(1)(np.ones((2, 1, 3, 3), np.float32)), "numpy.ndarray"),
+    (lambda: mr.nn.Linear(3, 2)(np.ones((2, 3), np.float32)), "numpy.ndarray"),
+    (lambda: F.softmax_cross_entropy(np.ones((2, 3), np.float32), np.array([0, 1])), "numpy.ndarray"),
+    (lambda: F.max_pool2d(A, 2), "numpy.ndarray"),
+    (lambda: F.global_avg_pool2d(A), "numpy.ndarray")])
+def test_an_op_given_a_non_tensor_says_what_to_pass(call, kind):
+    with pytest.raises(TypeError, match=rf"input \d is a {kind}, not a Tensor; wrap it: mr\.Tensor\("):
+        call()
+
+
+@pytest.mark.parametrize("a, b", [(1.0, 2.0), (np.ones(2, np.float32), 2.0), (2, np.ones(2, np.float32))])
+def test_a_binary_op_without_any_tensor_says_to_wrap_one(a, b):
+    with pytest.raises(TypeError, match=r"neither operand is a Tensor .*wrap one: mr\.Tensor"):
+        F.add(a, b)
+    with pytest.raises(TypeError, match="neither operand is a Tensor"):
+        F.mul(a, b)

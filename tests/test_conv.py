@@ -4,6 +4,8 @@ Specification: cols[(c*kh + i)*kw + j, (n*OH + p)*OW + q] = xpad[n, c, s*p + i, 
 col2im is the adjoint of im2col; conv2d is cross-correlation with OH = (H + 2p - kh) // s + 1,
 linear in x and in w, a plain matmul over channels for a 1x1 kernel; the same numbers for NCHW
 and channel-major inputs; float32 in, float32 out; bad shapes rejected before any arithmetic.
+Tests taking ``impl`` hold for the reference op and for its fast twin; gradient checks run on the
+reference (tests/fast/ checks each fast branch against it).
 """
 import numpy as np
 import pytest
@@ -109,7 +111,7 @@ def test_col2im_drops_what_falls_in_the_padding():
 @SETTINGS
 @given(conv_geometries(), seeds)
 @resnet_geometries
-def test_conv2d_forward_and_backward_match_nested_loops(device, g, seed):
+def test_conv2d_forward_and_backward_match_nested_loops(device, impl, g, seed):
     x, w, b = random_problem(g, seed)
     arrays = [x, w] if b is None else [x, w, b]
     y, grads, gy = forward_backward(conv_fn(g), [leaf(a, device) for a in arrays], seed=seed + 1)
@@ -125,7 +127,8 @@ def test_conv2d_forward_and_backward_match_nested_loops(device, g, seed):
 def test_conv2d_gradcheck(g, seed):
     x, w, b = random_problem(g, seed)
     inputs = [mr.Tensor(a, requires_grad=True) for a in ([x, w] if b is None else [x, w, b])]
-    assert mr.gradcheck(conv_fn(g), *inputs)
+    with mr.reference_ops():
+        assert mr.gradcheck(conv_fn(g), *inputs)
 
 
 @pytest.mark.parametrize("H, k, stride, padding, expected", [
@@ -136,7 +139,7 @@ def test_conv2d_gradcheck(g, seed):
     (7, 3, 2, 0, 3),      # (7 - 3) / 2 + 1 = 3 exactly
     (6, 3, 2, 0, 2),      # (6 - 3) / 2 + 1 = 2.5: the partial window is dropped (floor)
 ])
-def test_conv2d_output_size_floors_like_pytorch(H, k, stride, padding, expected):
+def test_conv2d_output_size_floors_like_pytorch(impl, H, k, stride, padding, expected):
     x = mr.Tensor(np.zeros((1, 1, H, H)))
     y = F.conv2d(x, mr.Tensor(np.zeros((2, 1, k, k))), stride=stride, padding=padding)
     assert y.shape == (1, 2, expected, expected)
@@ -146,7 +149,7 @@ def test_conv2d_output_size_floors_like_pytorch(H, k, stride, padding, expected)
 
 @SETTINGS
 @given(conv_geometries(), seeds)
-def test_conv2d_is_linear_in_x_and_in_w(g, seed):
+def test_conv2d_is_linear_in_x_and_in_w(impl, g, seed):
     rng = np.random.default_rng(seed)
     x1, x2 = rng.standard_normal(g["x"]), rng.standard_normal(g["x"])
     w1, w2 = rng.standard_normal(g["w"]), rng.standard_normal(g["w"])
@@ -162,7 +165,7 @@ def test_conv2d_is_linear_in_x_and_in_w(g, seed):
 
 @SETTINGS
 @given(st.integers(1, 3), st.integers(1, 4), st.integers(1, 4), st.integers(1, 5), st.integers(1, 5), seeds)
-def test_1x1_conv_is_a_matmul_over_channels(N, C_in, C_out, H, W, seed):
+def test_1x1_conv_is_a_matmul_over_channels(impl, N, C_in, C_out, H, W, seed):
     rng = np.random.default_rng(seed)
     x, w = rng.standard_normal((N, C_in, H, W)), rng.standard_normal((C_out, C_in))
     y = F.conv2d(mr.Tensor(x), mr.Tensor(w[:, :, None, None])).data
@@ -178,7 +181,7 @@ def test_1x1_conv_is_a_matmul_over_channels(N, C_in, C_out, H, W, seed):
 
 @pytest.mark.parametrize("x_layout", LAYOUTS)
 @pytest.mark.parametrize("gy_layout", LAYOUTS)
-def test_conv2d_same_numbers_for_nchw_and_channel_major_arrays(device, x_layout, gy_layout):
+def test_conv2d_same_numbers_for_nchw_and_channel_major_arrays(device, impl, x_layout, gy_layout):
     rng = np.random.default_rng(0)
     x, w, b = rng.standard_normal((3, 4, 7, 6)), rng.standard_normal((5, 4, 3, 3)), rng.standard_normal(5)
     fn = lambda x, w, b: F.conv2d(x, w, b, stride=2, padding=1)
@@ -190,7 +193,7 @@ def test_conv2d_same_numbers_for_nchw_and_channel_major_arrays(device, x_layout,
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
 
 
-def test_conv2d_float32_stays_float32(device):
+def test_conv2d_float32_stays_float32(device, impl):
     rng = np.random.default_rng(0)
     x, w, b = (rng.standard_normal(s).astype(np.float32) for s in [(2, 3, 8, 8), (4, 3, 3, 3), (4,)])
     y, grads, gy = forward_backward(lambda x, w, b: F.conv2d(x, w, b, stride=2, padding=1),

@@ -519,3 +519,48 @@ def test_loader_applies_augmentation_before_normalising():
 def test_transforms_reject_bad_arguments(make, match):
     with pytest.raises(ValueError, match=match):
         make()
+
+
+class CutShortHandler(http.server.BaseHTTPRequestHandler):
+    """Announces 1000 bytes, sends 100 and closes the connection: a download cut short."""
+
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Length", "1000")
+        self.end_headers()
+        self.wfile.write(b"x" * 100)
+        self.wfile.flush()
+        self.close_connection = True
+
+    def log_message(self, *args):
+        pass
+
+
+def test_a_download_cut_short_is_not_kept_even_without_an_md5(tmp_path):
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), CutShortHandler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        path = tmp_path / "file.tar.gz"
+        with pytest.raises(ConnectionError, match="cut short") as e:
+            cifar10.download_file(f"http://127.0.0.1:{httpd.server_address[1]}/x", path, md5=None, progress=False)
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    assert "100" in str(e.value) and str(path) in str(e.value)
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_whole_download_without_an_md5_is_kept(server, tmp_path):
+    site, url = server
+    (site / "f.bin").write_bytes(b"y" * 3000)
+    path = cifar10.download_file(f"{url}/f.bin", tmp_path / "f.bin", md5=None, progress=False, chunk_size=1000)
+    assert open(path, "rb").read() == b"y" * 3000
+
+
+def test_a_label_too_large_for_int64_is_a_clear_error(tmp_path):
+    batches = tiny_batches()
+    labels = batches["data_batch_3"][b"labels"]
+    batches["data_batch_3"][b"labels"] = [2 ** 70] + labels[1:]
+    md5 = write_archive(tmp_path / cifar10.ARCHIVE, batches)
+    with pytest.raises(ValueError, match=r"data_batch_3: expected \d+ labels in 0..9, got \d+, among them 1180591620717411303424"):
+        data.load_cifar10(tmp_path, md5=md5)

@@ -189,3 +189,24 @@ def test_module_attribute_errors_are_clear():
         nn.Conv2d(0, 3, 3)
     with pytest.raises(ValueError, match=r"expected input \(N, 4, H, W\)"):
         nn.BatchNorm2d(4)(mr.Tensor(np.ones((2, 3, 2, 2), np.float32)))
+
+
+@pytest.mark.parametrize("make, match", [
+    (lambda: nn.Linear(0, 10), "in_features must be a positive int, got 0"),
+    (lambda: nn.Linear(-3, 10), "in_features must be a positive int, got -3"),
+    (lambda: nn.Linear(2.5, 10), "in_features must be a positive int, got 2.5"),
+    (lambda: nn.Linear(4, 0), "out_features must be a positive int, got 0"),
+    (lambda: nn.Linear(True, 3), "in_features must be a positive int, got True"),
+    (lambda: nn.BatchNorm2d(0), "num_features must be a positive int"),
+    (lambda: nn.BatchNorm2d(-2), "num_features must be a positive int"),
+    (lambda: nn.BatchNorm2d(3.0), "num_features must be a positive int"),
+    (lambda: nn.BatchNorm2d(3, eps=0), "eps must be > 0"),
+    (lambda: nn.BatchNorm2d(3, momentum=1.5), r"momentum must be in \[0, 1\]")])
+def test_layer_sizes_are_checked_when_the_layer_is_built(make, match):
+    with pytest.raises(ValueError, match=match):
+        make()
+
+
+def test_layers_accept_numpy_integer_sizes():
+    assert nn.Linear(np.int64(3), 2).weight.shape == (2, 3)
+    assert nn.BatchNorm2d(np.int32(4)).running_mean.shape == (4,)

@@ -2,7 +2,8 @@
 
 Specification: windows of kernel_size with stride (default: kernel_size) and padding; max pooling
 pads with -inf and, on ties, gives the gradient to the first maximum of the window in row-major
-order, once; average pooling counts padded zeros in the divisor; global average pooling is the
+order, once, and a NaN anywhere in a window makes the window's maximum NaN (as np.max does; the
+first NaN takes the gradient); average pooling counts padded zeros in the divisor; global average pooling is the
 mean over H and W. Same numbers for NCHW and channel-major arrays; float32 stays float32.
 """
 import numpy as np
@@ -11,7 +12,7 @@ from hypothesis import example, given, strategies as st
 
 import minires as mr
 from minires import functional as F
-from minires.functional.conv import AvgPool2d, GlobalAvgPool2d, MaxPool2d
+from minires.functional.pooling import AvgPool2d, GlobalAvgPool2d, MaxPool2d
 
 import oracles
 from opcheck import LAYOUTS, SETTINGS, forbid_forward, forward_backward, leaf
@@ -98,6 +99,27 @@ def test_max_pool2d_padding_never_wins_over_negative_values(device):
     y, (gx,), _ = forward_backward(lambda x: F.max_pool2d(x, 3, 2, 1), [leaf(x, device)], gy=np.ones((1, 1, 2, 2)))
     np.testing.assert_array_equal(y[0, 0], [[-1.0, -2.0], [-5.0, -6.0]])  # each window's top-left pixel
     assert gx.sum() == 4.0  # every window credited one real pixel
+
+
+@pytest.mark.parametrize("where", [(0, 0), (0, 1), (1, 0), (1, 1)])
+def test_max_pool2d_propagates_nan_from_anywhere_in_the_window(device, where):
+    # [[0, 1], [4, 2]] with one entry made NaN: the max is NaN, as np.max and PyTorch give.
+    x = np.array([[[[0.0, 1.0], [4.0, 2.0]]]])
+    x[(0, 0) + where] = np.nan
+    y, (gx,), _ = forward_backward(lambda x: F.max_pool2d(x, 2), [leaf(x, device)], gy=np.array([[[[5.0]]]]))
+    assert np.isnan(y[0, 0, 0, 0]) and np.isnan(np.max(x))
+    expected = np.zeros((2, 2))
+    expected[where] = 5.0  # the NaN is the window's maximum, so it takes the gradient
+    np.testing.assert_array_equal(gx[0, 0], expected)
+
+
+def test_max_pool2d_with_nans_matches_loops_and_credits_the_first_nan(device):
+    # Overlapping 3x3/2 windows with padding, NaNs scattered, and a window holding two NaNs.
+    x = np.random.default_rng(5).standard_normal((2, 2, 7, 6))
+    x[0, 0, 1, 1] = x[0, 0, 2, 2] = x[1, 1, 4, 5] = x[1, 0, 0, 0] = np.nan
+    y, (gx,), gy = forward_backward(lambda x: F.max_pool2d(x, 3, 2, 1), [leaf(x, device)])
+    np.testing.assert_array_equal(y, oracles.max_pool2d(x, 3, 2, 1))  # NaN where the oracle has NaN
+    np.testing.assert_allclose(gx, oracles.max_pool2d_backward(x, gy, 3, 2, 1), rtol=1e-12, atol=1e-12)
 
 
 def test_max_pool2d_stride_defaults_to_kernel_size():

@@ -332,13 +332,27 @@ def test_train_command_writes_its_outputs_resumes_and_refuses_changes(tmp_path, 
         main(["train", "--resume", "--out", str(tmp_path / "elsewhere")])
 
 
+def command_error(capsys, argv):
+    """The one-line message a command fails with (argparse's on stderr, or the SystemExit's)."""
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code != 0
+    return capsys.readouterr().err + (e.value.code if isinstance(e.value.code, str) else "")
+
+
 @pytest.mark.parametrize("argv, option", [
-    (["--batch-size", "0"], "--batch-size"), (["--epochs", "0"], "--epochs"), (["--lr", "-1"], "--lr"),
-    (["--lr", "0"], "--lr"), (["--momentum", "1.5"], "--momentum"), (["--weight-decay", "-1"], "--weight-decay"),
-    (["--milestones", "5", "2"], "--milestones"), (["--warmup", "0"], "--warmup")])
-def test_train_command_bad_values_fail_before_anything_is_written(tmp_path, argv, option):
-    with pytest.raises(SystemExit, match=option):
-        main(["train", *argv, "--out", str(tmp_path / "run")])
+    (["--batch-size", "0"], "--batch-size"), (["--epochs", "0"], "--epochs"), (["--epochs", "2.5"], "--epochs"),
+    (["--lr", "-1"], "--lr"), (["--lr", "0"], "--lr"), (["--lr", "inf"], "--lr"), (["--lr", "nan"], "--lr"),
+    (["--momentum", "1.5"], "--momentum"), (["--momentum", "nan"], "--momentum"),
+    (["--weight-decay", "-1"], "--weight-decay"), (["--weight-decay", "inf"], "--weight-decay"),
+    (["--milestones", "5", "2"], "--milestones"), (["--milestones", "3", "3"], "--milestones"),
+    (["--milestones", "-5", "0"], "--milestones"), (["--milestones", "0"], "--milestones"),
+    (["--epochs", "10", "--milestones", "5", "10"], "--milestones"),  # the lr would never change at 10
+    (["--milestones", "20"], "--milestones"),  # beyond the default 15 epochs
+    (["--warmup", "0"], "--warmup"), (["--warmup", "inf"], "--warmup"), (["--seed", "-1"], "--seed")])
+def test_train_command_bad_values_fail_before_anything_is_written(tmp_path, capsys, few_digits, argv, option):
+    message = command_error(capsys, ["train", *argv, "--out", str(tmp_path / "run")])
+    assert option in message and "Traceback" not in message
     assert not (tmp_path / "run").exists()
 
 
@@ -365,8 +379,89 @@ def test_default_milestones_are_half_and_three_quarters_of_the_run(epochs, expec
     assert train.default_milestones(epochs) == expected
 
 
-def test_resume_with_epochs_0_is_refused_not_ignored(tmp_path, few_digits):
+def test_resume_with_epochs_0_is_refused_not_ignored(tmp_path, capsys, few_digits):
     out = str(tmp_path / "run")
-    main(["train", "--epochs", "1", "--batch-size", "32", "--out", out])
-    with pytest.raises(SystemExit, match="--epochs must be >= 1"):
-        main(["train", "--resume", "--epochs", "0", "--out", out])
+    main(["train", "--epochs", "2", "--batch-size", "32", "--out", out])
+    assert "--epochs: must be >= 1" in command_error(capsys, ["train", "--resume", "--epochs", "0", "--out", out])
+    # Fewer epochs than the run has trained cannot be continued either.
+    assert "already trained 2 epochs" in command_error(capsys, ["train", "--resume", "--epochs", "1", "--out", out])
+
+
+# -- a run folder after a kill ------------------------------------------------------------------------
+
+def test_resume_rebuilds_history_that_a_kill_after_the_checkpoint_lost(tmp_path, monkeypatch):
+    """The kill comes after epoch 2's checkpoint, before its history: resume (nothing left to
+    train) must still leave history.json, .csv and curves.png with both epochs."""
+    writes = []
+    real = train.write_history
+
+    def killed_at_epoch_2(history, out_dir):
+        writes.append(len(history))
+        if len(history) == 2:
+            raise KeyboardInterrupt  # stands in for the kill: the checkpoint is on disk, the history not
+        real(history, out_dir)
+
+    monkeypatch.setattr(train, "write_history", killed_at_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        run(2, n_train=64, out_dir=tmp_path)
+    assert len(json.loads((tmp_path / "history.json").read_text())) == 1
+    monkeypatch.setattr(train, "write_history", real)
+    (tmp_path / "curves.png").unlink()
+    history, _ = run(2, n_train=64, out_dir=tmp_path, resume=True)
+    assert [row["epoch"] for row in history] == [1, 2]
+    assert json.loads((tmp_path / "history.json").read_text()) == history
+    assert len((tmp_path / "history.csv").read_text().splitlines()) == 3
+    assert (tmp_path / "curves.png").exists()
+
+
+def test_a_start_removes_the_temporary_files_of_a_killed_write(tmp_path):
+    stale = [".tmp-checkpoint.npz-k1ll3d", ".tmp-history.json-abc", ".tmp-curves.png-x"]
+    for name in stale:
+        (tmp_path / name).write_bytes(b"half a file")
+    (tmp_path / "notes.txt").write_text("mine")
+    run(1, n_train=64, out_dir=tmp_path)
+    assert temp_files(tmp_path) == [] and (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_a_checkpoint_records_its_config_and_resume_checks_it(tmp_path):
+    model, train_loader, test_loader, opt, sched = build(n_train=64)
+    settings = {"model": "small", "seed": 0, "lr": 0.1, "epochs": 1}
+    train.fit(model, train_loader, test_loader, optimizer=opt, scheduler=sched, epochs=1, out_dir=tmp_path,
+              progress=False, config=settings)
+    assert train.read_checkpoint(tmp_path / "checkpoint.npz")["config"] == settings
+    model, train_loader, test_loader, opt, sched = build(n_train=64)
+    with pytest.raises(ValueError, match=r"other settings than this run's: lr 0.1 \(asked: 0.5\), seed 0 \(asked: 3\)"):
+        train.fit(model, train_loader, test_loader, optimizer=opt, scheduler=sched, epochs=2, out_dir=tmp_path,
+                  resume=True, progress=False, config={**settings, "seed": 3, "lr": 0.5})
+    # More epochs is not another run.
+    history = train.fit(model, train_loader, test_loader, optimizer=opt, scheduler=sched, epochs=2, out_dir=tmp_path,
+                        resume=True, progress=False, config={**settings, "epochs": 2})
+    assert len(history) == 2
+    assert train.read_checkpoint(tmp_path / "checkpoint.npz")["config"]["epochs"] == 2
+
+
+def test_curves_use_a_log_axis_for_the_loss(tmp_path, monkeypatch):
+    """Epoch 1's test loss can be hundreds of times the later ones': on a linear axis they would be flat."""
+    figures = []
+    monkeypatch.setattr(mr.io, "save_figure", lambda fig, path, **kw: figures.append(fig))
+    history = [{"epoch": e, "train_loss": 2.0 / e, "train_error": 0.5 / e, "test_loss": 55.0 if e == 1 else 0.1,
+                "test_error": 0.9 if e == 1 else 0.05} for e in (1, 2, 3)]
+    train.plot_history(history, tmp_path / "curves.png")
+    loss_axis, error_axis = figures[0].axes
+    assert loss_axis.get_ylabel() == "cross-entropy loss" and loss_axis.get_yscale() == "log"
+    assert error_axis.get_yscale() == "linear"
+
+
+def test_the_train_command_refuses_an_out_that_is_a_file(tmp_path, capsys):
+    path = tmp_path / "a-file"
+    path.write_text("x")
+    assert "exists and is not a folder" in command_error(capsys, ["train", "--out", str(path)])
+    assert path.read_text() == "x"
+
+
+def test_the_train_command_names_an_out_it_cannot_write(tmp_path, capsys, few_digits):
+    """A folder inside a file cannot be made (as a read-only --out cannot be written): one line naming it."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    message = command_error(capsys, ["train", "--epochs", "1", "--out", str(blocker / "run")])
+    assert f"--out {blocker / 'run'}: cannot write" in message and "Not a directory" in message

@@ -1,5 +1,11 @@
 """``python -m minires train``: train a model (default: ResNet-20 on the bundled digits) with the
-paper's recipe (sec. 3.4 and 4.2), into a run folder that ``--resume`` continues exactly."""
+paper's recipe (sec. 3.4 and 4.2), into a run folder that ``--resume`` continues exactly.
+
+A run folder holds one run: ``config.json`` (the settings), ``checkpoint.npz`` (which records the
+same settings), ``history.json``/``.csv`` and ``curves.png``. Every option is checked, and the data
+loaded, before anything in the folder changes; a new run never starts over another one's
+checkpoint unless ``--overwrite`` says so.
+"""
 import json
 import os
 import sys
@@ -14,96 +20,186 @@ def add_arguments(parser):
     parser.add_argument("--model", default=None, choices=sorted(models.BUILDERS), metavar="MODEL",
                         help="resnet20/32/44/56/110, plain20/..., resnet18/... (default: resnet20)")
     options.add_data(parser, default=None)
-    parser.add_argument("--epochs", type=int, default=None,
+    parser.add_argument("--epochs", type=options.positive_int, default=None,
                         help=f"default: {train.DEFAULTS['digits'][0]} for digits, {train.DEFAULTS['cifar10'][0]} for cifar10")
-    parser.add_argument("--batch-size", type=int, default=None,
-                        help=f"default: {train.DEFAULTS['digits'][1]} for digits, {train.DEFAULTS['cifar10'][1]} for cifar10")
-    parser.add_argument("--lr", type=float, default=None, help="initial learning rate (default: 0.1)")
-    parser.add_argument("--momentum", type=float, default=None, help="default: 0.9")
-    parser.add_argument("--weight-decay", type=float, default=None, help="default: 1e-4")
-    parser.add_argument("--milestones", type=int, nargs="+", default=None, metavar="EPOCH",
-                        help="epochs at which the lr is divided by 10 (default: 50%% and 75%% of --epochs)")
-    parser.add_argument("--warmup", type=float, nargs="?", const=0.01, default=None, metavar="LR",
+    parser.add_argument("--batch-size", type=options.positive_int, default=None,
+                        help=f"default: {train.DEFAULTS['digits'][1]} for digits, {train.DEFAULTS['cifar10'][1]} "
+                             "for cifar10; a last batch that would hold a single image is skipped each epoch "
+                             "(batch norm in training needs a batch)")
+    parser.add_argument("--lr", type=options.positive_float, default=None, help="initial learning rate (default: 0.1)")
+    parser.add_argument("--momentum", type=options.fraction, default=None, help="in [0, 1) (default: 0.9)")
+    parser.add_argument("--weight-decay", type=options.nonnegative_float, default=None, help="default: 1e-4")
+    parser.add_argument("--milestones", type=options.positive_int, nargs="+", default=None, metavar="EPOCH",
+                        help="increasing epochs below --epochs after which the lr is divided by 10 "
+                             "(default: 50%% and 75%% of --epochs)")
+    parser.add_argument("--warmup", type=options.positive_float, nargs="?", const=0.01, default=None, metavar="LR",
                         help="the paper's ResNet-110 warm-up: train at LR (default 0.01) until the "
                              "training error is below 80%%, then at --lr")
     options.add_device(parser)
     options.add_out(parser, None, "output folder (default: runs/MODEL-DATA)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="start a new run in an --out that holds another run, replacing it")
     options.add_seed(parser, default=None)
+    options.add_progress(parser)
 
 
 def _settings(args):
-    """The run's settings: the explicit options, then (on --resume) the saved run's, then the defaults."""
+    """The run's settings and folder, every one checked; nothing is written here.
+
+    A new run takes the explicit options, then the defaults; ``--resume`` takes the checkpoint's
+    (which must agree with the folder's config.json) and only lets ``--epochs`` change.
+    """
     given = {k: getattr(args, k) for k in train.RUN_SETTINGS + ("epochs",)}
     out = options.check_out(args.out or f"runs/{given['model'] or 'resnet20'}-{given['data'] or 'digits'}")
-    config_path = os.path.join(out, "config.json")
+    checkpoint = os.path.join(out, train.CHECKPOINT)
+    if args.resume and args.overwrite:
+        raise SystemExit("--resume and --overwrite: continue the run in --out or replace it, not both")
     if args.resume:
-        if not os.path.exists(config_path):
-            raise SystemExit(f"--resume: no run to continue in {out} (no config.json); pass the --out of the run")
-        with open(config_path) as f:
-            saved = json.load(f)
-        changed = [f"--{k.replace('_', '-')} {given[k]} (the run has {saved[k]})"
-                   for k in train.RUN_SETTINGS if given[k] is not None and given[k] != saved[k]]
-        if changed:
-            raise SystemExit("--resume continues a run with its own settings; these differ: " + ", ".join(changed))
-        s = {**saved, "epochs": saved["epochs"] if given["epochs"] is None else given["epochs"]}
-        _check(s, args.device)
-        return s, out
-    name = given["data"] or "digits"
-    epochs, batch_size, lr = train.DEFAULTS[name]
-    s = {"model": "resnet20", "data": name, "epochs": epochs, "batch_size": batch_size, "lr": lr,
-         "momentum": 0.9, "weight_decay": 1e-4, "milestones": None, "warmup": None, "seed": 0}
-    s.update({k: v for k, v in given.items() if v is not None})
-    if s["milestones"] is None:
-        s["milestones"] = train.default_milestones(s["epochs"])
-    _check(s, args.device)
-    if os.path.exists(os.path.join(out, train.CHECKPOINT)):
-        print(f"note: {out} holds an earlier run; starting over (use --resume to continue it)")
-    os.makedirs(out, exist_ok=True)
-    with io.atomic_write(config_path, "w") as f:
-        json.dump(s, f, indent=1)
+        s = _resumed_settings(given, out, checkpoint)
+    else:
+        if os.path.exists(checkpoint) and not args.overwrite:
+            raise SystemExit(f"--out {out} holds another run ({checkpoint}): continue it with --resume, "
+                             "choose a fresh --out, or pass --overwrite to replace it")
+        name = given["data"] or "digits"
+        epochs, batch_size, lr = train.DEFAULTS[name]
+        s = {"model": "resnet20", "data": name, "epochs": epochs, "batch_size": batch_size, "lr": lr,
+             "momentum": 0.9, "weight_decay": 1e-4, "milestones": None, "warmup": None, "seed": 0}
+        s.update({k: v for k, v in given.items() if v is not None})
+        if s["milestones"] is None:
+            s["milestones"] = train.default_milestones(s["epochs"])
+    _check(s)
+    options.check_device(args.device)
     return s, out
 
 
-def _check(s, device):
-    """Every setting checked before anything is written or trained, each error naming its option."""
-    if s["epochs"] < 1:
-        raise SystemExit(f"--epochs must be >= 1, got {s['epochs']}")
-    if s["batch_size"] < 1:
-        raise SystemExit(f"--batch-size must be >= 1, got {s['batch_size']}")
-    if not s["lr"] > 0:
-        raise SystemExit(f"--lr must be > 0, got {s['lr']}")
-    if not 0 <= s["momentum"] < 1:
-        raise SystemExit(f"--momentum must be in [0, 1), got {s['momentum']}")
-    if not s["weight_decay"] >= 0:
-        raise SystemExit(f"--weight-decay must be >= 0, got {s['weight_decay']}")
-    if s["milestones"] != sorted(s["milestones"]):
-        raise SystemExit(f"--milestones must be increasing epochs, got {s['milestones']}")
-    if s["warmup"] is not None and not s["warmup"] > 0:
-        raise SystemExit(f"--warmup must be > 0, got {s['warmup']}")
-    options.check_device(device)
+def _resumed_settings(given, out, checkpoint):
+    if not os.path.exists(checkpoint):
+        raise SystemExit(f"--resume: no run to continue in {out} (no {train.CHECKPOINT}); pass the --out of the run")
+    try:
+        meta = train.read_checkpoint(checkpoint)
+    except ValueError as e:
+        raise SystemExit(f"--resume: {e}") from None
+    saved = meta["config"]
+    if saved is None:
+        raise SystemExit(f"--resume: {checkpoint} does not record the settings it was trained with (an older "
+                         "minires wrote it); start a fresh run")
+    config_path = os.path.join(out, train.CONFIG)
+    if os.path.exists(config_path):
+        try:
+            with open(config_path) as f:
+                folder = json.load(f)
+        except (OSError, ValueError) as e:
+            raise SystemExit(f"--resume: cannot read {config_path} ({e})") from None
+        differ = [k for k in train.RUN_SETTINGS if not isinstance(folder, dict) or folder.get(k) != saved.get(k)]
+        if differ:
+            raise SystemExit(
+                f"--resume: {config_path} and {checkpoint} are from different runs ("
+                + ", ".join(f"{k} {folder.get(k) if isinstance(folder, dict) else '?'} vs {saved.get(k)}" for k in differ)
+                + "); start over with --overwrite, or delete config.json to continue the checkpoint's run")
+    changed = [f"--{k.replace('_', '-')} {given[k]} (the run has {saved[k]})"
+               for k in train.RUN_SETTINGS if given[k] is not None and given[k] != saved.get(k)]
+    if changed:
+        raise SystemExit("--resume continues a run with its own settings; these differ: " + ", ".join(changed))
+    epochs = saved["epochs"] if given["epochs"] is None else given["epochs"]
+    if epochs < meta["epoch"]:
+        raise SystemExit(f"--epochs {epochs}: the run in {out} has already trained {meta['epoch']} epochs")
+    return {**saved, "epochs": epochs}
+
+
+def _check(s):
+    """Checks that involve more than one option (each option's own range is checked as it is parsed)."""
+    milestones = s["milestones"]
+    if any(b <= a for a, b in zip(milestones, milestones[1:])):
+        raise SystemExit(f"--milestones must be increasing epochs, got {milestones}")
+    beyond = [m for m in milestones if not 0 < m < s["epochs"]]
+    if beyond:
+        raise SystemExit(f"--milestones {' '.join(map(str, milestones))}: each must be an epoch from 1 to "
+                         f"{s['epochs'] - 1} (--epochs {s['epochs']}); the lr never changes after the last epoch")
+
+
+def _start(out, s, new_run):
+    """Training starts: a new run clears the folder of another run's files; config.json is written."""
+    try:
+        os.makedirs(out, exist_ok=True)
+        if new_run:
+            for name in train.RUN_FILES:
+                if os.path.exists(os.path.join(out, name)):
+                    os.remove(os.path.join(out, name))
+        with io.atomic_write(os.path.join(out, train.CONFIG), "w") as f:
+            json.dump(s, f, indent=1)
+    except OSError as e:
+        raise SystemExit(f"--out {out}: cannot write {e.filename or out} ({e.strerror or e})") from None
+
+
+def _kept(out, s, args):
+    """What the folder still holds after a stop, and the command that continues it."""
+    path = os.path.join(out, train.CHECKPOINT)
+    try:
+        epoch = train.read_checkpoint(path)["epoch"] if os.path.exists(path) else None
+    except ValueError:
+        epoch = None
+    if not epoch:
+        return f"no checkpoint was written in {out} yet, so there is nothing to resume"
+    command = f"python -m minires train --resume --out {out} --epochs {s['epochs']}"
+    if s["data"] != "digits" and args.data_dir != "data":
+        command += f" --data-dir {args.data_dir}"
+    if args.device != "cpu":
+        command += f" --device {args.device}"
+    return f"{path} holds epoch {epoch} and is intact; continue with: {command}"
 
 
 def main(args):
     s, out = _settings(args)
+    try:
+        return _train(args, s, out)
+    except KeyboardInterrupt:  # Ctrl-C: one line, not a traceback; 130 is the shell's code for it
+        print(f"interrupted: {_kept(out, s, args)}", file=sys.stderr)
+        return 130
+
+
+def _train(args, s, out):
     train_set, test_set = options.load_data(s["data"], args.data_dir, args.download)
     backend.manual_seed(s["seed"])
-    model = models.get_model(s["model"], num_classes=train_set.num_classes, in_channels=train_set.images.shape[1])
+    in_channels = train_set.images.shape[1]
+    model = models.get_model(s["model"], num_classes=train_set.num_classes, in_channels=in_channels)
+    # A last batch of one image would give batch norm a single example to take statistics over
+    # (and none at all where a net's last stage is 1x1): skip it. The order is reshuffled every
+    # epoch, so a different image sits out each time.
+    single = len(train_set) % s["batch_size"] == 1
     train_loader = data.DataLoader(train_set, s["batch_size"], shuffle=True, seed=s["seed"],
-                                   augment=data.paper_augment(train_set))
+                                   augment=data.paper_augment(train_set), drop_last=single)
     test_loader = data.DataLoader(test_set, 256)
     optimizer = optim.SGD(model.parameters(), lr=s["lr"], momentum=s["momentum"], weight_decay=s["weight_decay"])
     scheduler = optim.MultiStepLR(optimizer, s["milestones"])
     n_params = sum(p.size for p in model.parameters())
-    print(f"{s['model']} ({n_params:,} parameters) on {s['data']}: {len(train_set)} training and "
+    params = f"{n_params:,} parameters"
+    if in_channels != 3 and hasattr(model, "conv1"):
+        # The paper's nets take RGB images; only the first conv's input channels differ.
+        rgb = n_params + model.conv1.weight.size // in_channels * (3 - in_channels)
+        params += f"; {rgb:,} on 3-channel images, the {in_channels}-channel {s['data']} need a smaller first conv"
+    print(f"{s['model']} ({params}) on {s['data']}: {len(train_set)} training and "
           f"{len(test_set)} test images, {s['epochs']} epochs of batch {s['batch_size']}, lr {s['lr']} "
-          f"/10 at epochs {s['milestones']}, device {args.device}")
+          f"/10 after epochs {s['milestones']}, device {args.device}")
+    if single:
+        print(f"each epoch skips its last batch: it would hold 1 image, and batch norm in training needs a batch")
+    print("test accuracy uses batch norm's running statistics, which settle over the first epochs: "
+          "epoch 1 can test near chance (10%)")
+    _start(out, s, new_run=not args.resume)
     try:
         history = train.fit(model, train_loader, test_loader, optimizer=optimizer, scheduler=scheduler,
-                      epochs=s["epochs"], device=args.device, out_dir=out, resume=args.resume, warmup=s["warmup"])
+                            epochs=s["epochs"], device=args.device, out_dir=out, resume=args.resume,
+                            warmup=s["warmup"], progress=args.progress, config=s)
     except train.TrainingDiverged as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    except OSError as e:
+        print(f"error: cannot write {e.filename or out} ({e.strerror or e}); {_kept(out, s, args)}", file=sys.stderr)
+        return 1
+    except ValueError as e:
+        if args.resume and str(e).startswith(os.path.join(out, train.CHECKPOINT)):
+            raise SystemExit(f"--resume: {e}") from None  # a checkpoint this model cannot be restored from
+        raise
     last = history[-1]
     print(f"test accuracy after {last['epoch']} epochs: {1 - last['test_error']:.2%} "
           f"(test loss {last['test_loss']:.4f}, {sum(r['seconds'] for r in history):.0f} s of training)")

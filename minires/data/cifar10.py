@@ -11,6 +11,7 @@ plus the three NumPy callables that rebuild a plain ndarray; any other global is
 it is imported. Members are read from the archive in memory, never extracted to disk.
 """
 import hashlib
+import http.client
 import io
 import os
 import pickle
@@ -85,12 +86,22 @@ def download_file(url, path, md5=None, progress=True, chunk_size=1 << 20):
         raise ConnectionError(f"download of {url} failed: {e}") from None
     with response, atomic_write(path) as f:  # on any error the temporary file is removed
         total = int(response.headers.get("Content-Length") or 0) or None
+        received = 0
         with tqdm(total=total, unit="B", unit_scale=True, desc=f"downloading {os.path.basename(path)}",
                   disable=not progress) as bar:
-            while chunk := response.read(chunk_size):
-                f.write(chunk)
-                digest.update(chunk)
-                bar.update(len(chunk))
+            try:
+                while chunk := response.read(chunk_size):
+                    f.write(chunk)
+                    digest.update(chunk)
+                    received += len(chunk)
+                    bar.update(len(chunk))
+            except (http.client.HTTPException, OSError) as e:  # the connection dropped mid-body
+                raise ConnectionError(f"download of {url} was cut short after {received} bytes ({e!r}); "
+                                      f"nothing was written to {path}; try again") from None
+        # Without an MD5 to check, the length the server announced is what tells a whole file from a cut one.
+        if total is not None and received != total:
+            raise ConnectionError(f"download of {url} was cut short: {received} of {total} bytes; "
+                                  f"nothing was written to {path}; try again")
         if md5 is not None and digest.hexdigest() != md5:
             raise ValueError(f"download of {url} is corrupt: MD5 {digest.hexdigest()}, expected {md5}; "
                              f"nothing was written to {path}")
@@ -177,11 +188,12 @@ def parse_batch(data, where):
                          f"{getattr(images, 'dtype', '')} {getattr(images, 'shape', '')}")
     if not isinstance(labels, list) or not all(type(k) is int for k in labels):
         raise ValueError(f"{where}: b'labels' must be a list of ints")
-    labels = np.array(labels, dtype=np.int64)
-    if labels.shape != (len(images),) or (labels.size and (labels.min() < 0 or labels.max() > 9)):
-        raise ValueError(f"{where}: expected {len(images)} labels in 0..9, got {labels.size} "
-                         f"in [{labels.min() if labels.size else '-'}, {labels.max() if labels.size else '-'}]")
-    return images.reshape(-1, 3, 32, 32), labels
+    # Checked as Python ints, before NumPy sees them: a label like 2**70 does not fit an int64.
+    if len(labels) != len(images) or not all(0 <= k <= 9 for k in labels):
+        wrong = next((k for k in labels if not 0 <= k <= 9), None)
+        raise ValueError(f"{where}: expected {len(images)} labels in 0..9, got {len(labels)}"
+                         + (f", among them {wrong}" if wrong is not None else ""))
+    return images.reshape(-1, 3, 32, 32), np.array(labels, dtype=np.int64)
 
 
 def parse_meta(data, where):

@@ -34,17 +34,20 @@ def as_tensor(x, like):
         return x
     xp = backend.get_array_module(like.data)
     if isinstance(x, numbers.Number) and not isinstance(x, bool):
-        return Tensor._wrap(xp.asarray(x, dtype=like.dtype))
+        return Tensor(xp.asarray(x, dtype=like.dtype))
     if isinstance(x, np.ndarray) or backend.is_gpu_array(x):
         if x.dtype != like.dtype:
             raise TypeError(f"operand array has dtype {x.dtype}, expected {like.dtype} like the tensor; "
                             "convert it with .astype() first")
-        return Tensor._wrap(x)
+        return Tensor(x)
     raise TypeError(f"unsupported operand of type {type(x).__name__}: expected a Tensor, an array or a number")
 
 
 def _pair(a, b):
     a_t = isinstance(a, Tensor)
+    if not a_t and not isinstance(b, Tensor):  # at least one operand says which dtype and device to use
+        raise TypeError(f"neither operand is a Tensor ({type(a).__name__} and {type(b).__name__}); "
+                        "wrap one: mr.Tensor(value)")
     like = a if a_t else b
     return (a if a_t else as_tensor(a, like)), as_tensor(b, like)
 

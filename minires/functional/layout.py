@@ -9,7 +9,8 @@ NCHW *shape* everyone expects, ``(N, C, H, W)``, but is a transposed *view* of a
 residual addition and their gradients stay channel-major too, for free.
 
 Everything still works on a plain C-contiguous NCHW array; it just costs one copy in
-:func:`channels_first_2d`.
+:func:`channels_first_2d`. The reference ops use these helpers so that they hand the next layer
+the same layout as their fast twins do.
 """
 from .. import backend
 
@@ -34,29 +35,3 @@ def empty_channel_major(shape, dtype, like):
 def zeros_channel_major(shape, dtype, like):
     xp = backend.get_array_module(like)
     return xp.zeros((shape[1], shape[0]) + tuple(shape[2:]), dtype=dtype).swapaxes(0, 1)
-
-
-# Elementwise work on the CPU is split into blocks of rows of at most this many bytes per array.
-_BLOCK_BYTES = 1 << 20
-
-
-def map_rows(fn, *arrays):
-    """Call ``fn(*blocks)`` on matching blocks of rows of same-shaped arrays, over the CPU threads.
-
-    A row is the outermost axis of the memory: a channel of a channel-major array, an image of a
-    C-contiguous one. ``fn`` must work elementwise and write its result into one of the blocks
-    (``out=``). When the arrays do not share one of those two layouts, or live on the GPU, it is
-    simply ``fn(*arrays)``: the same numbers either way.
-    """
-    a = arrays[0]
-    rows = None
-    if a.size and not backend.is_gpu_array(a) and a.ndim >= 2 and all(b.shape == a.shape for b in arrays):
-        if all(b.flags.c_contiguous for b in arrays):
-            rows = [b.reshape(a.shape[0], -1) for b in arrays]
-        elif all(b.swapaxes(0, 1).flags.c_contiguous for b in arrays):
-            rows = [channels_first_2d(b) for b in arrays]
-    if rows is None:
-        fn(*arrays)
-        return
-    per_row = rows[0].shape[1] * max(b.itemsize for b in arrays)
-    backend.map_chunks(len(rows[0]), _BLOCK_BYTES // per_row, lambda lo, hi: fn(*(r[lo:hi] for r in rows)))

@@ -59,10 +59,13 @@ class BasicBlock(nn.Module):
         self.stride = stride
 
     def forward(self, x):
+        identity = x
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
+        if self.downsample is not None:
+            identity = self.downsample(x)  # W_s x (options B/C) or zero padding (option A)
         if self.residual:
-            out = out + (x if self.downsample is None else self.downsample(x))
+            out = out + identity  # y = F(x, {W_i}) + x, eq. (1); + W_s x where shapes change, eq. (2)
         return self.relu(out)
 
     def last_bn(self):
@@ -104,11 +107,14 @@ class Bottleneck(nn.Module):
         self.stride = stride
 
     def forward(self, x):
+        identity = x
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.relu(self.bn2(self.conv2(out)))
         out = self.bn3(self.conv3(out))
+        if self.downsample is not None:
+            identity = self.downsample(x)  # W_s x (options B/C) or zero padding (option A)
         if self.residual:
-            out = out + (x if self.downsample is None else self.downsample(x))
+            out = out + identity  # y = F(x, {W_i}) + x, eq. (1); + W_s x where shapes change, eq. (2)
         return self.relu(out)
 
     def last_bn(self):

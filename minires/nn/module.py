@@ -11,7 +11,7 @@ from collections import OrderedDict, namedtuple
 import numpy as np
 
 from .. import backend
-from ..autograd import Tensor, _HookHandle
+from ..autograd import HookHandle, Tensor
 
 
 class Parameter(Tensor):
@@ -98,7 +98,7 @@ class Module:
     def register_forward_hook(self, hook):
         """Call ``hook(module, inputs, output)`` after every forward; it may return a replacement output."""
         self._forward_hooks.append(hook)
-        return _HookHandle(self._forward_hooks, hook)
+        return HookHandle(self._forward_hooks, hook)
 
     # -- traversal ------------------------------------------------------------------------------
     def named_children(self):

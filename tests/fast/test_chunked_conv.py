@@ -1,12 +1,16 @@
-"""Convolution's fast paths give the same numbers as the reference path they replace."""
+"""How the fast convolution is made fast (minires/fast/chunked_conv.py): its shortcuts against the
+textbook formulas they replace, chunks of any size, and the same bits on any number of threads.
+
+The rule that every fast branch equals the reference op is stated in test_fast_equals_reference.py.
+"""
 import numpy as np
 import pytest
 
 import minires as mr
-from minires import backend
 from minires import functional as F
-from minires.functional import conv, norm
-from minires.functional.conv import im2col_wide
+from minires.fast import chunked_conv, layout
+from minires.fast import threads as fast_threads
+from minires.fast.chunked_conv import im2col_wide
 
 
 def _grads(x, w, stride, padding, gy):
@@ -49,7 +53,7 @@ def test_convolution_over_image_chunks_equals_one_gemm_over_the_batch(k, stride,
                                                                        monkeypatch):
     """The reference is the textbook pass over the whole batch: y = W im2col(x) + b,
     dW = dy im2col(x)^T, db = sum(dy), dx = col2im(W^T dy)."""
-    monkeypatch.setattr(conv, "_CHUNK_BYTES", chunk_bytes)
+    monkeypatch.setattr(chunked_conv, "CHUNK_BYTES", chunk_bytes)
     N, C, C_out = 7, 3, 4
     x, w, b = rng.standard_normal((N, C, 9, 8)), rng.standard_normal((C_out, C, k, k)), rng.standard_normal(C_out)
     xt, wt, bt = (mr.Tensor(a, requires_grad=True) for a in (x, w, b))
@@ -68,8 +72,8 @@ def test_convolution_over_image_chunks_equals_one_gemm_over_the_batch(k, stride,
 
 def test_results_are_bit_identical_on_any_number_of_threads(rng, monkeypatch):
     # Small chunks and blocks, so that the work is spread over many of them.
-    monkeypatch.setattr(conv, "_CHUNK_BYTES", 1 << 16)
-    monkeypatch.setattr(norm, "_BLOCK_BYTES", 1 << 12)
+    monkeypatch.setattr(chunked_conv, "CHUNK_BYTES", 1 << 16)
+    monkeypatch.setattr(layout, "BLOCK_BYTES", 1 << 12)
     x = rng.standard_normal((16, 8, 20, 20)).astype(np.float32)
     w = rng.standard_normal((8, 8, 3, 3)).astype(np.float32)
     gamma, beta = rng.standard_normal(8).astype(np.float32), rng.standard_normal(8).astype(np.float32)
@@ -79,17 +83,18 @@ def test_results_are_bit_identical_on_any_number_of_threads(rng, monkeypatch):
         gt, bt = mr.Tensor(gamma, requires_grad=True), mr.Tensor(beta, requires_grad=True)
         h = F.conv2d(xt, wt, padding=1)                                            # stride 1: wide columns
         h = F.batch_norm(h, gt, bt, np.zeros(8, np.float32), np.ones(8, np.float32), training=True)
+        h = F.relu(h)                                                              # rows over the threads
         y = F.conv2d(h, wt, stride=2, padding=1)                                   # stride 2: im2col, col2im
         y.backward(np.cos(np.arange(y.size, dtype=np.float32)).reshape(y.shape))
         return y.data, xt.grad, wt.grad, gt.grad, bt.grad
 
-    before = backend.num_threads()
+    before = fast_threads.num_threads()
     try:
         results = []
         for threads in (1, 3):
-            backend.set_num_threads(threads)
+            fast_threads.set_num_threads(threads)
             results.append(step())
     finally:
-        backend.set_num_threads(before)
+        fast_threads.set_num_threads(before)
     for one, three in zip(*results):
         np.testing.assert_array_equal(one, three)

@@ -1,5 +1,6 @@
-"""CPU threads and memory in backend.py: map_chunks runs every chunk once, in order, with BLAS
-held to one thread, and gives the same answer on any thread count; freed memory is reused."""
+"""How the fast path is made fast, CPU threads and memory (minires/fast/threads.py, memory.py):
+map_chunks runs every chunk once, in order, with BLAS held to one thread, and gives the same
+answer on any thread count; freed memory is reused."""
 import os
 import signal
 import subprocess
@@ -9,23 +10,23 @@ import time
 
 import pytest
 
-from minires import backend
+from minires.fast import threads as fast_threads
 
 
 @pytest.fixture
 def threads():
     """Set minires's thread count for one test, restoring it afterwards."""
-    before = backend.num_threads()
-    yield backend.set_num_threads
-    backend.set_num_threads(before)
+    before = fast_threads.num_threads()
+    yield fast_threads.set_num_threads
+    fast_threads.set_num_threads(before)
 
 
 def test_chunks_cover_the_range_in_order():
-    assert backend.chunks(10, 3) == [(0, 3), (3, 6), (6, 9), (9, 10)]
-    assert backend.chunks(4, 4) == [(0, 4)]
-    assert backend.chunks(4, 100) == [(0, 4)]
-    assert backend.chunks(3, 0) == [(0, 1), (1, 2), (2, 3)]  # a size below one still makes progress
-    assert backend.chunks(0, 5) == []
+    assert fast_threads.chunks(10, 3) == [(0, 3), (3, 6), (6, 9), (9, 10)]
+    assert fast_threads.chunks(4, 4) == [(0, 4)]
+    assert fast_threads.chunks(4, 100) == [(0, 4)]
+    assert fast_threads.chunks(3, 0) == [(0, 1), (1, 2), (2, 3)]  # a size below one still makes progress
+    assert fast_threads.chunks(0, 5) == []
 
 
 @pytest.mark.parametrize("n_threads", [1, 2, 4])
@@ -38,13 +39,13 @@ def test_map_chunks_runs_each_chunk_once_and_returns_results_in_chunk_order(thre
             seen.append((lo, hi))
         return list(range(lo, hi))
 
-    out = backend.map_chunks(23, 4, body)
-    assert out == [list(range(lo, hi)) for lo, hi in backend.chunks(23, 4)]
-    assert sorted(seen) == backend.chunks(23, 4)
+    out = fast_threads.map_chunks(23, 4, body)
+    assert out == [list(range(lo, hi)) for lo, hi in fast_threads.chunks(23, 4)]
+    assert sorted(seen) == fast_threads.chunks(23, 4)
 
 
 def test_map_chunks_of_nothing_is_an_empty_list():
-    assert backend.map_chunks(0, 4, lambda lo, hi: 1 / 0) == []
+    assert fast_threads.map_chunks(0, 4, lambda lo, hi: 1 / 0) == []
 
 
 def test_map_chunks_re_raises_a_worker_error(threads):
@@ -56,16 +57,16 @@ def test_map_chunks_re_raises_a_worker_error(threads):
         return lo
 
     with pytest.raises(ValueError, match="chunk 8 failed"):
-        backend.map_chunks(20, 4, body)
+        fast_threads.map_chunks(20, 4, body)
 
 
 def test_blas_is_held_to_one_thread_inside_and_restored_after(threads):
-    blas = backend._blas_libraries()
+    blas = fast_threads.blas_libraries()
     assert blas is not None, "threadpoolctl finds NumPy's BLAS on this machine"
     threads(2)
     with blas.limit(limits=2):  # whatever the test process started with (conftest sets 1)
         before = [lib["num_threads"] for lib in blas.info()]
-        inside = backend.map_chunks(6, 2, lambda lo, hi: [lib["num_threads"] for lib in blas.info()])
+        inside = fast_threads.map_chunks(6, 2, lambda lo, hi: [lib["num_threads"] for lib in blas.info()])
         after = [lib["num_threads"] for lib in blas.info()]
     assert all(t == [1] * len(before) for t in inside)
     assert after == before and before != [1] * len(before)
@@ -73,9 +74,9 @@ def test_blas_is_held_to_one_thread_inside_and_restored_after(threads):
 
 def test_without_a_settable_blas_the_chunks_run_in_the_calling_thread(threads, monkeypatch):
     threads(4)
-    monkeypatch.setattr(backend, "_blas", False)
+    monkeypatch.setattr(fast_threads, "_blas", False)
     caller = threading.get_ident()
-    assert backend.map_chunks(10, 3, lambda lo, hi: threading.get_ident()) == [caller] * 4
+    assert fast_threads.map_chunks(10, 3, lambda lo, hi: threading.get_ident()) == [caller] * 4
 
 
 # -- freed memory is kept for reuse ----------------------------------------------------------------
@@ -88,7 +89,7 @@ step()
 before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 for _ in range(10):
     step()
-print(minires.backend.KEEPS_FREED_MEMORY, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+print(minires.fast.KEEPS_FREED_MEMORY, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 """
 
 
@@ -112,10 +113,10 @@ def test_reallocating_a_freed_array_touches_no_new_pages():
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX-only")
 def test_a_forked_child_can_still_use_the_threads(threads):
     threads(2)
-    backend.map_chunks(8, 2, lambda lo, hi: lo)  # the parent's pool exists now
+    fast_threads.map_chunks(8, 2, lambda lo, hi: lo)  # the parent's pool exists now
     pid = os.fork()
     if pid == 0:  # child: must not wait forever on the parent's (absent) threads
-        code = 0 if backend.map_chunks(8, 2, lambda lo, hi: lo) == [0, 2, 4, 6] else 1
+        code = 0 if fast_threads.map_chunks(8, 2, lambda lo, hi: lo) == [0, 2, 4, 6] else 1
         os._exit(code)
     deadline = time.monotonic() + 30
     while (done := os.waitpid(pid, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
@@ -132,7 +133,7 @@ def test_map_chunks_inside_map_chunks_finishes(threads):
     out = []
 
     def outer():
-        out.append(backend.map_chunks(6, 1, lambda lo, hi: backend.map_chunks(4, 1, lambda a, b: a + 10 * lo)))
+        out.append(fast_threads.map_chunks(6, 1, lambda lo, hi: fast_threads.map_chunks(4, 1, lambda a, b: a + 10 * lo)))
 
     runner = threading.Thread(target=outer, daemon=True)
     runner.start()

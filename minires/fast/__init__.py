@@ -1,0 +1,68 @@
+"""What makes minires fast, and why: the fast twins of the reference ops, one technique per file.
+
+``minires/functional/`` holds the reference ops, each the formulas of its docstring. This package
+computes the same functions the way that runs fast, and is what ``F.conv2d``, ``F.batch_norm`` and
+``F.relu`` run by default (``MINIRES_OPS=reference`` or ``with minires.reference_ops():`` runs the
+reference; ``minires/switch.py``). Each fast op is a subclass of its reference ``Function``: same
+arguments, same saved state where it matters, the same function up to float rounding
+(``tests/fast/test_fast_equals_reference.py`` checks every branch in float64).
+
+    threads.py        map_chunks: chunks of work on a pool of threads, each with a one-thread BLAS
+    memory.py         reused column buffers (workspaces); glibc asked to keep freed memory
+    layout.py         blocks of rows of an activation (BLOCK_BYTES), map_rows
+    chunked_conv.py   ChunkedConv2d: chunks of images, padded-width columns, dx without col2im
+    blocked_norm.py   BlockedBatchNorm: blocks of channels, pairwise sums
+    blocked_relu.py   BlockedReLU: blocks of rows
+    winograd.py       Winograd F(2x2, 3x3) for stride-1 3x3 convolutions (off by default: see below)
+
+Why each of them pays:
+
+- Column layout (shared with the reference). Activations are stored channel-major, (C, N, H, W)
+  in memory behind an NCHW shape (``functional/layout.py``), so im2col builds columns as
+  (C*kh*kw, N*OH*OW) with one contiguous copy per kernel offset, and the convolution is one GEMM
+  whose output is already the next layer's channel-major activation: no transposed copy anywhere.
+- Chunks of images, in cache, on all cores (``chunked_conv.py``, ``threads.py``). NumPy runs a copy
+  on one core and BLAS runs a GEMM on all of them; over a whole batch the two take turns and each
+  pass streams kh*kw times an activation through main memory. A chunk of a few images (columns of
+  at most 4 MiB) is copied and multiplied back to back on one thread, so the GEMM reads its columns
+  from cache, and the chunks run side by side on the threads, each with a one-thread BLAS (NumPy
+  releases the GIL in both). The chunking depends only on the sizes, so the numbers are
+  bit-identical on any thread count. On the GPU one chunk is the whole batch.
+- Padded-width columns for stride 1 (``chunked_conv.im2col_wide``). im2col's copy is bound by the
+  number of runs it copies (N*OH runs of OW numbers per row). Computing the output on the padded
+  width makes each row of the columns one run per image, 3-5x faster to copy; the few extra
+  outputs per row are computed and dropped.
+- The input gradient of a stride-1 convolution without col2im: it is a convolution of dy with the
+  flipped kernel, another contiguous gather and GEMM instead of a scatter-add.
+- Not on by default: Winograd's minimal filtering F(2x2, 3x3) (``winograd.py``, a branch of
+  ``chunked_conv`` behind ``WINOGRAD_MIN_CHANNELS``): 16 multiplications per 2x2 output tile
+  instead of 36, as 16 GEMMs over transformed tiles. Its transforms are extra memory passes, and
+  ``python -m benchmarks winograd`` has not shown a clear win over the padded-width columns yet.
+- 1x1 stride-1 convolutions (the bottleneck's) skip im2col: the channel-major activation already
+  is the column matrix.
+- Small reused workspaces hold the columns, one per thread (``memory.py``); the backward rebuilds
+  them instead of keeping every layer's columns alive.
+- Batch norm and ReLU in blocks of channel rows over the threads (``blocked_norm.py``,
+  ``blocked_relu.py``, ``layout.py``): a few passes per block while it is in cache, temporaries in
+  the output's buffer; eval-mode batch norm is one multiply and one add.
+- Freed memory is reused (``memory.keep_freed_memory``, called on import; glibc only): without it
+  every fresh activation of a step page-faults once per 4 KiB.
+
+Threads: as many as the process has cores, at most 8, or ``MINIRES_NUM_THREADS`` /
+``minires.fast.set_num_threads(n)``.
+"""
+from .. import switch
+from ..functional.activation import ReLU
+from ..functional.conv import Conv2d
+from ..functional.norm import BatchNorm
+from .blocked_norm import BlockedBatchNorm
+from .blocked_relu import BlockedReLU
+from .chunked_conv import ChunkedConv2d
+from .memory import KEEPS_FREED_MEMORY, keep_freed_memory, release_workspace, workspace
+from .threads import map_chunks, num_threads, set_num_threads
+
+# The one table of fast twins: F.conv2d, F.batch_norm and F.relu look their class up here.
+switch.FAST.update({Conv2d: ChunkedConv2d, BatchNorm: BlockedBatchNorm, ReLU: BlockedReLU})
+
+__all__ = ["ChunkedConv2d", "BlockedBatchNorm", "BlockedReLU", "map_chunks", "num_threads", "set_num_threads",
+           "workspace", "release_workspace", "keep_freed_memory", "KEEPS_FREED_MEMORY"]

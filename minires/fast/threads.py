@@ -1,0 +1,114 @@
+"""CPU threads: a pool that runs chunks of work side by side, each with a one-thread BLAS.
+
+NumPy runs a copy or an elementwise op on one core, while BLAS runs each GEMM on all of them. A
+convolution over a whole batch alternates the two (an im2col copy, a GEMM, another copy, ...),
+and each of those passes streams kh*kw times an activation through main memory. minires instead
+cuts the batch into chunks of a few images whose columns stay in cache, and runs whole chunks
+(copy + GEMM) on a pool of threads, each calling a one-thread BLAS: NumPy releases the GIL in
+both, the cores never wait on each other between a copy and a GEMM, and the columns are read
+back from cache instead of memory. This is :func:`map_chunks`; the fast convolution, batch norm
+and ReLU use it.
+
+BLAS is held to one thread with threadpoolctl while the chunks run, and given back its own
+setting afterwards. Threads: $MINIRES_NUM_THREADS, else the cores this process may use (at most 8),
+or :func:`set_num_threads`.
+"""
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+_pool = None
+_pool_size = 0
+_local = threading.local()  # .busy: this thread is running chunks already
+_threads = None
+_blas = None  # threadpoolctl's handle on the BLAS libraries NumPy loaded; False if there is none
+
+
+def num_threads():
+    """Threads minires uses on the CPU: $MINIRES_NUM_THREADS, else the cores this process may use (at most 8)."""
+    global _threads
+    if _threads is None:
+        env = os.environ.get("MINIRES_NUM_THREADS")
+        if env:
+            _threads = max(1, int(env))
+        elif hasattr(os, "sched_getaffinity"):
+            _threads = max(1, min(8, len(os.sched_getaffinity(0))))
+        else:  # pragma: no cover - not Linux
+            _threads = max(1, min(8, os.cpu_count() or 1))
+    return _threads
+
+
+def set_num_threads(n):
+    """Use ``n`` threads for CPU work from now on (1 runs everything in the calling thread)."""
+    global _threads
+    _threads = max(1, int(n))
+
+
+def _forget_pool():
+    global _pool, _pool_size
+    _pool, _pool_size = None, 0  # a forked child has none of the parent's threads: start a new pool when needed
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool)
+
+
+def blas_libraries():
+    """The BLAS libraries whose thread count can be set at run time (threadpoolctl), or None."""
+    global _blas
+    if _blas is None:
+        try:
+            from threadpoolctl import ThreadpoolController
+            _blas = ThreadpoolController().select(user_api="blas") or False
+        except Exception:  # pragma: no cover - threadpoolctl missing or unable to inspect the process
+            _blas = False
+    return _blas or None
+
+
+def chunks(n, size):
+    """Consecutive ``(lo, hi)`` slices of range(n), each at most ``size`` long."""
+    size = max(1, int(size))
+    return [(lo, min(lo + size, n)) for lo in range(0, n, size)]
+
+
+def map_chunks(n, size, body):
+    """``[body(lo, hi) for (lo, hi) in chunks(n, size)]``, the chunks spread over the CPU threads.
+
+    While they run, BLAS is held to one thread (each worker calls it on its own chunk). The
+    chunking depends only on ``n`` and ``size``, never on the thread count, and no two chunks
+    share an output, so the results are bit-identical whatever the number of threads. One chunk,
+    one thread, or a BLAS whose threads cannot be set: the chunks run in the calling thread.
+    """
+    global _pool, _pool_size
+    spans = chunks(n, size)
+    threads = min(num_threads(), len(spans))
+    # Nested inside another map_chunks, run in place: waiting on the pool from one of its own
+    # threads could wait forever.
+    blas = blas_libraries() if len(spans) > 1 and not getattr(_local, "busy", False) else None
+    if blas is None:
+        return [body(lo, hi) for lo, hi in spans]
+    results = [None] * len(spans)
+    todo = iter(range(len(spans)))  # shared: next() on it is atomic under the GIL
+
+    def work():
+        _local.busy = True
+        try:
+            for k in todo:
+                results[k] = body(*spans[k])
+        finally:
+            _local.busy = False
+
+    with blas.limit(limits=1):
+        if threads <= 1:
+            work()
+            return results
+        if _pool is None or _pool_size < threads - 1:
+            _pool = ThreadPoolExecutor(max_workers=threads - 1, thread_name_prefix="minires")
+            _pool_size = threads - 1
+        helpers = [_pool.submit(work) for _ in range(threads - 1)]
+        try:
+            work()  # the calling thread takes chunks too
+        finally:
+            for f in helpers:
+                f.result()  # waits for every helper, and re-raises the first error
+    return results

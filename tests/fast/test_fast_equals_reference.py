@@ -1,0 +1,302 @@
+"""The rule: every fast op computes its reference op's function, in float64, on every branch it has.
+
+minires/fast/ computes conv2d, batch_norm and relu differently from minires/functional/ (chunks,
+blocks, threads, shortcuts), never a different function. Each case runs one input through the
+reference class and through its fast twin, called directly, and compares the output, every
+gradient and the running statistics to 1e-12. The branches:
+
+    ChunkedConv2d     1x1 stride 1 (no im2col), padded-width columns (stride 1), im2col (stride > 1);
+                      dx by the flipped kernel (stride 1, square kernel, p < k) or by col2im (the
+                      rest); chunks of one image, of a few, of the whole batch; bias or not; an
+                      input that needs no gradient; NCHW or channel-major x and dy
+    BlockedBatchNorm  training and eval; blocks of one channel, of a few, of all; (N, C) and
+                      (N, C, H, W); NCHW or channel-major
+    BlockedReLU       blocks of one row, of a few, of all; 1-D, 2-D, 4-D; channel-major, NCHW and
+                      strided (no blocks)
+
+Then one gradient check per fast branch (the reference ops' gradient checks are in the
+specification tests), and whole networks: the same loss and gradients in both modes, and a model
+trained in one mode loads and runs in the other.
+"""
+import numpy as np
+import pytest
+
+import minires as mr
+from minires import functional as F, io, models, optim
+from minires.fast import chunked_conv, layout
+from minires.fast.blocked_norm import BlockedBatchNorm
+from minires.fast.blocked_relu import BlockedReLU
+from minires.fast.chunked_conv import ChunkedConv2d
+from minires.functional.activation import ReLU
+from minires.functional.conv import Conv2d
+from minires.functional.norm import BatchNorm
+
+from opcheck import forward_backward, leaf
+
+TOL = dict(rtol=1e-12, atol=1e-12)
+
+
+def assert_same(got, want):
+    for a, b in zip(got, want):
+        if a is None or b is None:
+            assert a is None and b is None
+        else:
+            np.testing.assert_allclose(a, b, **TOL)
+
+
+def both(make, arrays, layouts=None, seed=0, gy_layout="nchw", needs=None):
+    """(y, grads) of the fast twin and of the reference: ``make(fast)`` builds the Function."""
+    layouts = layouts or ["nchw"] * len(arrays)
+    needs = needs or [True] * len(arrays)
+    out = []
+    for fast in (True, False):
+        tensors = [leaf(a, "cpu", lay) if need else mr.Tensor(a) for a, lay, need in zip(arrays, layouts, needs)]
+        hooked = [t for t in tensors if t.requires_grad]
+        y, grads, _ = forward_backward(lambda *ts: make(fast)(*tensors), hooked, seed=seed, gy_layout=gy_layout)
+        out.append((y, grads))
+    return out
+
+
+# -- convolution -----------------------------------------------------------------------------------
+
+CONV_BRANCHES = {  # name: (kh, kw, stride, padding)
+    "1x1 stride 1: no im2col": (1, 1, 1, 0),
+    "3x3 same: wide columns, flipped dx": (3, 3, 1, 1),
+    "3x3 valid: wide columns, flipped dx": (3, 3, 1, 0),
+    "5x5 pad 2: wide columns, flipped dx": (5, 5, 1, 2),
+    "2x2 pad 1: even kernel, flipped dx": (2, 2, 1, 1),
+    "1x1 pad 1: wide columns, col2im dx": (1, 1, 1, 1),
+    "3x3 pad 3: wide columns, col2im dx": (3, 3, 1, 3),
+    "3x1: wide columns, col2im dx": (3, 1, 1, 1),
+    "3x3 stride 2: im2col, col2im": (3, 3, 2, 1),
+    "1x1 stride 2: projection": (1, 1, 2, 0),
+    "7x7 stride 2 pad 3: the stem": (7, 7, 2, 3),
+}
+CHUNKS = {"one image per chunk": 1, "a few images per chunk": 6000, "the whole batch": 1 << 30}
+
+
+def conv_problem(kh, kw, bias, seed=0, N=5, C=3, C_out=4, H=9, W=8):
+    rng = np.random.default_rng(seed)
+    arrays = [rng.standard_normal((N, C, H, W)), rng.standard_normal((C_out, C, kh, kw))]
+    return arrays + ([rng.standard_normal(C_out)] if bias else [])
+
+
+def conv(stride, padding):
+    return lambda fast: (ChunkedConv2d if fast else Conv2d)(stride, padding)
+
+
+@pytest.mark.parametrize("chunk", CHUNKS)
+@pytest.mark.parametrize("branch", CONV_BRANCHES)
+@pytest.mark.parametrize("bias", [False, True])
+def test_chunked_conv_equals_reference_conv(monkeypatch, branch, chunk, bias):
+    monkeypatch.setattr(chunked_conv, "CHUNK_BYTES", CHUNKS[chunk])
+    kh, kw, s, p = CONV_BRANCHES[branch]
+    (y, grads), (y_ref, grads_ref) = both(conv(s, p), conv_problem(kh, kw, bias))
+    assert_same([y, *grads], [y_ref, *grads_ref])
+
+
+@pytest.mark.parametrize("branch", CONV_BRANCHES)
+@pytest.mark.parametrize("x_layout, gy_layout", [("channel_major", "channel_major"), ("channel_major", "nchw"),
+                                                 ("nchw", "channel_major")])
+def test_chunked_conv_equals_reference_conv_in_either_layout(monkeypatch, branch, x_layout, gy_layout):
+    monkeypatch.setattr(chunked_conv, "CHUNK_BYTES", CHUNKS["a few images per chunk"])
+    kh, kw, s, p = CONV_BRANCHES[branch]
+    (y, grads), (y_ref, grads_ref) = both(conv(s, p), conv_problem(kh, kw, True, seed=1),
+                                          layouts=[x_layout, "nchw", "nchw"], gy_layout=gy_layout)
+    assert_same([y, *grads], [y_ref, *grads_ref])
+
+
+@pytest.mark.parametrize("branch", ["1x1 stride 1: no im2col", "3x3 same: wide columns, flipped dx",
+                                    "3x3 stride 2: im2col, col2im"])
+def test_chunked_conv_equals_reference_when_x_needs_no_gradient(branch):
+    # The network's first layer: its input is data, so only dW (and db) are wanted.
+    kh, kw, s, p = CONV_BRANCHES[branch]
+    (y, grads), (y_ref, grads_ref) = both(conv(s, p), conv_problem(kh, kw, True, seed=2), needs=[False, True, True])
+    assert_same([y, *grads], [y_ref, *grads_ref])
+
+
+# -- batch norm ------------------------------------------------------------------------------------
+
+BLOCKS = {"one row per block": 1, "a few rows per block": 200, "all rows in one block": 1 << 30}
+
+
+def bn_problem(shape, seed=0):
+    rng = np.random.default_rng(seed)
+    C = shape[1]
+    view = (1, C) + (1,) * (len(shape) - 2)
+    x = rng.standard_normal(shape) * rng.uniform(0.5, 3.0, C).reshape(view) + rng.uniform(-3, 3, C).reshape(view)
+    return [x, rng.uniform(0.5, 2.0, C), rng.standard_normal(C)], rng.standard_normal(C), rng.uniform(0.5, 2.0, C)
+
+
+@pytest.mark.parametrize("block", BLOCKS)
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("shape, x_layout", [((4, 6, 3, 5), "channel_major"), ((4, 6, 3, 5), "nchw"), ((9, 6), "nchw")])
+def test_blocked_batch_norm_equals_reference_batch_norm(monkeypatch, block, training, shape, x_layout):
+    monkeypatch.setattr(layout, "BLOCK_BYTES", BLOCKS[block])
+    arrays, rm, rv = bn_problem(shape)
+    stats = {True: (rm.copy(), rv.copy()), False: (rm.copy(), rv.copy())}
+
+    def make(fast):
+        return (BlockedBatchNorm if fast else BatchNorm)(training, *stats[fast], 0.1, 1e-5)
+
+    (y, grads), (y_ref, grads_ref) = both(make, arrays, layouts=[x_layout, "nchw", "nchw"])
+    assert_same([y, *grads, *stats[True]], [y_ref, *grads_ref, *stats[False]])
+
+
+# -- ReLU ------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("block", BLOCKS)
+@pytest.mark.parametrize("shape, x_layout", [((3, 4, 5, 6), "channel_major"), ((3, 4, 5, 6), "nchw"), ((7, 5), "nchw"),
+                                             ((11,), "nchw")])
+def test_blocked_relu_equals_reference_relu(monkeypatch, block, shape, x_layout):
+    monkeypatch.setattr(layout, "BLOCK_BYTES", BLOCKS[block])
+    x = np.random.default_rng(3).standard_normal(shape)
+    x.reshape(-1)[::4] = 0.0  # the kink: both give y = 0 and gradient 0 there
+    (y, grads), (y_ref, grads_ref) = both(lambda fast: BlockedReLU() if fast else ReLU(), [x], layouts=[x_layout])
+    np.testing.assert_array_equal(y, y_ref)
+    np.testing.assert_array_equal(grads[0], grads_ref[0])
+
+
+def test_blocked_relu_equals_reference_relu_on_a_strided_view():
+    # Neither layout that map_rows cuts into blocks: it runs on the whole arrays at once.
+    x = np.random.default_rng(4).standard_normal((4, 6, 5, 8))
+    outs = []
+    for cls in (BlockedReLU, ReLU):
+        t = mr.Tensor(x, requires_grad=True)
+        view = t[:, ::2, :, 1::2]
+        y = cls()(view)
+        y.backward(np.cos(np.arange(y.size)).reshape(y.shape))
+        outs.append((y.data, t.grad))
+    for a, b in zip(*outs):
+        np.testing.assert_array_equal(a, b)
+
+
+WINOGRAD_PADDINGS = {"3x3 same: Winograd forward and dx": 1, "3x3 valid: Winograd": 0, "3x3 pad 2: Winograd": 2}
+
+
+@pytest.mark.parametrize("chunk", CHUNKS)
+@pytest.mark.parametrize("branch", WINOGRAD_PADDINGS)
+@pytest.mark.parametrize("bias", [False, True])
+def test_chunked_conv_with_winograd_equals_reference_conv(monkeypatch, branch, chunk, bias):
+    monkeypatch.setattr(chunked_conv, "CHUNK_BYTES", CHUNKS[chunk])
+    monkeypatch.setattr(chunked_conv, "WINOGRAD_MIN_CHANNELS", 1)  # the tiny problem takes the Winograd branch
+    p = WINOGRAD_PADDINGS[branch]
+    assert chunked_conv.uses_winograd(3, 4, 3, 3, 1, p)
+    (y, grads), (y_ref, grads_ref) = both(conv(1, p), conv_problem(3, 3, bias))
+    assert_same([y, *grads], [y_ref, *grads_ref])
+
+
+def test_winograd_runs_only_for_wide_stride_1_3x3_convolutions(monkeypatch):
+    assert not chunked_conv.uses_winograd(512, 512, 3, 3, 1, 1)  # off by default
+    m = 128
+    monkeypatch.setattr(chunked_conv, "WINOGRAD_MIN_CHANNELS", m)
+    assert chunked_conv.uses_winograd(m, m, 3, 3, 1, 1)
+    assert not chunked_conv.uses_winograd(m - 1, m, 3, 3, 1, 1)  # CIFAR widths keep im2col
+    assert not chunked_conv.uses_winograd(m, m, 3, 3, 2, 1)
+    assert not chunked_conv.uses_winograd(m, m, 1, 1, 1, 0)
+    assert not chunked_conv.uses_winograd(m, m, 3, 3, 1, 3)
+
+
+# -- one gradient check per fast branch ------------------------------------------------------------
+
+@pytest.mark.parametrize("branch", ["1x1 stride 1: no im2col", "3x3 same: wide columns, flipped dx",
+                                    "3x3 pad 3: wide columns, col2im dx", "3x1: wide columns, col2im dx",
+                                    "3x3 stride 2: im2col, col2im"])
+def test_chunked_conv_gradcheck(monkeypatch, branch):
+    monkeypatch.setattr(chunked_conv, "CHUNK_BYTES", 1)  # one image per chunk: the dW sum over chunks too
+    kh, kw, s, p = CONV_BRANCHES[branch]
+    inputs = [mr.Tensor(a, requires_grad=True) for a in conv_problem(kh, kw, True, N=2, C=2, C_out=2, H=5, W=4)]
+    assert mr.gradcheck(lambda *ts: ChunkedConv2d(s, p)(*ts), *inputs)
+
+
+def test_chunked_conv_winograd_gradcheck(monkeypatch):
+    monkeypatch.setattr(chunked_conv, "CHUNK_BYTES", 1)
+    monkeypatch.setattr(chunked_conv, "WINOGRAD_MIN_CHANNELS", 1)
+    inputs = [mr.Tensor(a, requires_grad=True) for a in conv_problem(3, 3, True, N=2, C=2, C_out=2, H=5, W=4)]
+    assert mr.gradcheck(lambda *ts: ChunkedConv2d(1, 1)(*ts), *inputs)
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_blocked_batch_norm_gradcheck(monkeypatch, training):
+    monkeypatch.setattr(layout, "BLOCK_BYTES", 1)
+    arrays, rm, rv = bn_problem((3, 2, 2, 3), seed=5)
+    inputs = [mr.Tensor(a, requires_grad=True) for a in arrays]
+    stats = (None, None) if training else (rm, rv)
+    assert mr.gradcheck(lambda *ts: BlockedBatchNorm(training, *stats, 0.1, 1e-5)(*ts), *inputs)
+
+
+def test_blocked_relu_gradcheck(monkeypatch):
+    monkeypatch.setattr(layout, "BLOCK_BYTES", 1)
+    rng = np.random.default_rng(6)
+    x = rng.uniform(0.1, 2.0, (2, 3, 4, 4)) * rng.choice([-1.0, 1.0], (2, 3, 4, 4))  # away from the kink
+    assert mr.gradcheck(lambda t: BlockedReLU()(t), mr.Tensor(x, requires_grad=True))
+
+
+# -- whole networks --------------------------------------------------------------------------------
+
+def loss_and_grads(model, images, labels):
+    for p in model.parameters():
+        p.grad = None
+    loss = F.softmax_cross_entropy(model(mr.Tensor(images)), labels)
+    loss.backward()
+    return [loss.data] + [p.grad for p in model.parameters()]
+
+
+@pytest.mark.parametrize("build", [lambda: models.cifar_resnet(8, shortcut="A"),
+                                   lambda: models.cifar_resnet(8, shortcut="B")])
+def test_a_resnet_step_is_the_same_in_both_modes(build):
+    rng = np.random.default_rng(7)
+    images, labels = rng.standard_normal((4, 3, 8, 8)), rng.integers(0, 10, 4)
+    mr.manual_seed(0)
+    model = build().to(dtype=np.float64)
+    fast = loss_and_grads(model, images, labels)
+    with mr.reference_ops():
+        reference = loss_and_grads(model, images, labels)
+    assert_same(fast, reference)
+
+
+@pytest.mark.parametrize("trained_in, run_in", [("reference", "fast"), ("fast", "reference")])
+def test_a_model_trained_in_one_mode_loads_and_runs_in_the_other(tmp_path, trained_in, run_in):
+    rng = np.random.default_rng(8)
+    images, labels = rng.standard_normal((8, 1, 8, 8)).astype(np.float32), rng.integers(0, 10, 8)
+    mr.manual_seed(0)
+    model = models.cifar_resnet(8, in_channels=1)
+    with mr.reference_ops(trained_in == "reference"):
+        opt = optim.SGD(model.parameters(), lr=0.1)
+        for _ in range(2):
+            opt.zero_grad()
+            F.softmax_cross_entropy(model(mr.Tensor(images)), labels).backward()
+            opt.step()
+        model.eval()
+        with mr.no_grad():
+            logits = model(mr.Tensor(images)).data
+    io.save(model, tmp_path / "model.npz")
+    loaded = io.load(tmp_path / "model.npz", models.cifar_resnet(8, in_channels=1)).eval()
+    with mr.reference_ops(run_in == "reference"):
+        with mr.no_grad():
+            np.testing.assert_allclose(loaded(mr.Tensor(images)).data, logits, rtol=1e-4, atol=1e-5)
+        loaded.train()
+        loss = F.softmax_cross_entropy(loaded(mr.Tensor(images)), labels)  # and it trains on
+        loss.backward()
+    assert np.isfinite(loss.item()) and all(np.isfinite(p.grad).all() for p in loaded.parameters())
+
+
+def test_blocked_batch_norm_in_float32_is_as_accurate_as_the_reference():
+    # float32 over M = 65,536 values per channel (a CIFAR-sized batch): the statistics and
+    # gradients of both paths are compared with the float64 reference. A running sum (einsum)
+    # for the variance and dgamma lands about 20 times further away than a pairwise sum.
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((64, 2, 32, 32)) * 2 + 0.5
+    gamma, beta, gy = rng.uniform(0.5, 1.5, 2), rng.standard_normal(2), rng.standard_normal(x.shape)
+
+    def run(cls, dtype):
+        ts = [mr.Tensor(a.astype(dtype), requires_grad=True) for a in (x, gamma, beta)]
+        rm, rv = np.zeros(2, dtype), np.ones(2, dtype)
+        cls(True, rm, rv, 0.1, 1e-5)(*ts).backward(gy.astype(dtype))
+        return rv, ts[1].grad, ts[0].grad
+
+    truth = run(BatchNorm, np.float64)
+    for what, fast, ref, want in zip(("running_var", "dgamma", "dx"), run(BlockedBatchNorm, np.float32),
+                                     run(BatchNorm, np.float32), truth):
+        fast_err, ref_err = (np.median(np.abs(a - want) / np.abs(want)) for a in (fast, ref))
+        assert fast_err <= 2 * ref_err, f"{what}: fast path error {fast_err:.2e}, reference {ref_err:.2e}"

@@ -1,0 +1,181 @@
+"""The ``train`` command run as a learner runs it, in a subprocess: a run folder never mixes two runs,
+nothing changes before training starts, and Ctrl-C, a full disk or a diverging loss end in one
+line that says what was kept. The data are the bundled digits cut to a few images (see RUNNER),
+so each run takes a second or two."""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from minires import models, train
+
+# ``python -m minires`` with the digits cut to N training and 32 test images (the first argument).
+# FAIL_SAVEZ_AFTER=K makes every np.savez after the K-th write half a file and fail as a full disk does.
+RUNNER = r"""
+import errno, os, sys
+import numpy as np
+from minires import data
+n_train = int(sys.argv[1])
+train_set, test_set = data.load_digits()
+rng = np.random.default_rng(0)
+small = (train_set.subset(rng.permutation(len(train_set))[:n_train]),
+         test_set.subset(rng.permutation(len(test_set))[:32]))
+data.load_digits = lambda: small
+fail_after = int(os.environ.get("FAIL_SAVEZ_AFTER", "0"))
+if fail_after:
+    real_savez, calls = np.savez, []
+    def savez(f, **arrays):
+        calls.append(1)
+        if len(calls) > fail_after:
+            f.write(b"half a checkpoint")
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real_savez(f, **arrays)
+    np.savez = savez
+from minires.cli import main
+sys.exit(main(sys.argv[2:]))
+"""
+ENV = dict(os.environ, MINIRES_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MPLBACKEND="Agg")
+
+
+def command(*argv, n_train=64, env=None, timeout=120):
+    """Run ``python -m minires train ...`` on ``n_train`` digits; returns the CompletedProcess."""
+    return subprocess.run([sys.executable, "-c", RUNNER, str(n_train), "train", "--no-progress", *argv],
+                          capture_output=True, text=True, timeout=timeout, env={**ENV, **(env or {})})
+
+
+def one_line_error(proc):
+    """The command failed with one line on stderr and no traceback; returns that line."""
+    assert proc.returncode != 0, proc.stdout
+    assert "Traceback" not in proc.stderr and "Warning" not in proc.stderr, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    return lines[0]
+
+
+def config(folder):
+    return json.loads((folder / "config.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory):
+    """One finished 1-epoch run (seed 0, batch 32): its folder and stdout. Tests work on copies."""
+    folder = tmp_path_factory.mktemp("first") / "run"
+    proc = command("--epochs", "1", "--batch-size", "32", "--out", str(folder))
+    assert proc.returncode == 0, proc.stderr
+    return folder, proc.stdout
+
+
+@pytest.fixture
+def run_folder(first_run, tmp_path):
+    folder = tmp_path / "run"
+    shutil.copytree(first_run[0], folder)
+    return folder
+
+
+def test_the_header_explains_the_parameter_count_and_an_early_test_accuracy(first_run):
+    printed = first_run[1]
+    grey = sum(p.size for p in models.resnet20(in_channels=1).parameters())
+    rgb = sum(p.size for p in models.resnet20().parameters())
+    assert f"{grey:,} parameters" in printed and f"{rgb:,} on 3-channel images" in printed
+    assert "running statistics" in printed and "epoch 1" in printed
+
+
+def test_a_new_run_does_not_start_over_another_runs_checkpoint(run_folder):
+    before = (run_folder / "checkpoint.npz").read_bytes(), config(run_folder)
+    line = one_line_error(command("--epochs", "1", "--seed", "1", "--out", str(run_folder)))
+    assert "--resume" in line and "--overwrite" in line and str(run_folder) in line
+    assert ((run_folder / "checkpoint.npz").read_bytes(), config(run_folder)) == before
+
+    proc = command("--epochs", "1", "--batch-size", "16", "--seed", "1", "--overwrite", "--out", str(run_folder))
+    assert proc.returncode == 0, proc.stderr
+    assert config(run_folder)["seed"] == 1 and config(run_folder)["batch_size"] == 16
+    meta = train.read_checkpoint(run_folder / "checkpoint.npz")
+    assert meta["config"] == config(run_folder) and meta["epoch"] == 1
+    assert len(json.loads((run_folder / "history.json").read_text())) == 1
+
+
+def test_resume_refuses_a_checkpoint_that_config_json_does_not_describe(run_folder):
+    """The folder an interrupted start used to leave: a new run's config.json beside an old run's checkpoint."""
+    settings = config(run_folder)
+    (run_folder / "config.json").write_text(json.dumps({**settings, "seed": 5, "lr": 0.5}))
+    line = one_line_error(command("--resume", "--epochs", "2", "--out", str(run_folder)))
+    assert "seed 5 vs 0" in line and "lr 0.5 vs 0.1" in line and "different runs" in line
+    assert train.read_checkpoint(run_folder / "checkpoint.npz")["epoch"] == 1
+
+
+def test_a_command_that_fails_before_training_writes_nothing(tmp_path):
+    folder = tmp_path / "run"
+    line = one_line_error(command("--data", "cifar10", "--data-dir", str(tmp_path / "none"), "--out", str(folder)))
+    assert "--download" in line
+    assert not folder.exists()
+
+
+def test_resume_with_more_epochs_updates_config_json(run_folder):
+    proc = command("--resume", "--epochs", "2", "--out", str(run_folder))
+    assert proc.returncode == 0, proc.stderr
+    assert config(run_folder)["epochs"] == 2
+    assert train.read_checkpoint(run_folder / "checkpoint.npz")["config"] == config(run_folder)
+    assert [row["epoch"] for row in json.loads((run_folder / "history.json").read_text())] == [1, 2]
+
+
+def test_ctrl_c_stops_with_one_line_naming_the_kept_epoch(tmp_path):
+    folder = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-c", RUNNER, "64", "train", "--no-progress", "--epochs", "1000",
+                             "--batch-size", "32", "--out", str(folder)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    try:
+        deadline = time.monotonic() + 90
+        while not (folder / "checkpoint.npz").exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert (folder / "checkpoint.npz").exists(), "no checkpoint within 90 s"
+        time.sleep(0.3)  # into a later epoch, or into a checkpoint write: either way one line
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    line = err.strip().splitlines()[-1]
+    epoch = train.read_checkpoint(folder / "checkpoint.npz")["epoch"]
+    assert line.startswith("interrupted:") and f"holds epoch {epoch} " in line
+    assert f"python -m minires train --resume --out {folder}" in line
+    assert not [f for f in os.listdir(folder) if f.startswith(".tmp")]
+
+
+def test_a_full_disk_stops_with_one_line_and_keeps_the_checkpoint(tmp_path):
+    folder = tmp_path / "run"
+    proc = command("--epochs", "2", "--batch-size", "32", "--out", str(folder), env={"FAIL_SAVEZ_AFTER": "1"})
+    line = one_line_error(proc)
+    path = folder / "checkpoint.npz"
+    assert f"cannot write {path}" in line and "No space left on device" in line
+    assert f"holds epoch 1 and is intact" in line and "--resume" in line
+    assert train.read_checkpoint(path)["epoch"] == 1
+    assert not [f for f in os.listdir(folder) if f.startswith(".tmp")]
+
+
+def test_a_diverging_run_says_so_once_without_numpy_warnings(tmp_path):
+    proc = command("--epochs", "2", "--lr", "1e6", "--out", str(tmp_path / "run"))
+    assert proc.returncode == 1
+    assert "RuntimeWarning" not in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.strip().splitlines() == [proc.stderr.strip()] and "training diverged" in proc.stderr
+
+
+def test_a_last_batch_of_one_image_is_skipped(tmp_path):
+    """65 images in batches of 64 would end each epoch with a batch of one image, which ResNet-18's
+    1x1 last stage (on 8x8 digits) cannot batch-normalise in training."""
+    proc = command("--model", "resnet18", "--epochs", "1", "--batch-size", "64", "--out", str(tmp_path / "run"),
+                   n_train=65)
+    assert proc.returncode == 0, proc.stderr
+    assert "skips its last batch" in proc.stdout
+
+
+def test_a_bad_option_is_a_usage_error_before_anything_is_written(tmp_path):
+    proc = command("--lr", "inf", "--out", str(tmp_path / "run"))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].endswith("error: argument --lr: must be a finite number, got inf")
+    assert not (tmp_path / "run").exists()
