@@ -185,6 +185,8 @@ if QUICK:
 #   block the old channels, subsampled, and zeros in all the new ones, which only that block's
 #   residual function filled.
 # * In the plain net, does one deletion send the error toward chance (90%)?
+# * Which blocks are the exceptions? In the README's run the first block after the stem costs
+#   the most, in both ResNets.
 #
 # **Our plain baseline is not Veit's.** Veit's plain net (a VGG-style network) had no batch
 # normalisation; ours keeps a BN after every conv, as the paper's plain nets do (sec. 4.1). BN
@@ -197,8 +199,10 @@ if QUICK:
 # * Unrolled, a ResNet of n blocks is a sum of 2^n paths; deleting a block removes half of them.
 # * A deleted residual block is exactly its shortcut (`lesion.Lesioned`), because its input is
 #   the output of a ReLU.
-# * In the ResNet a single lesion costs little and errors grow smoothly with k, as in an
-#   ensemble; in a plain net a lesion cuts the only path.
+# * In the ResNet most single lesions cost little, as in an ensemble; in a plain net a lesion
+#   cuts the only path and the error goes to chance.
+# * Not every block is equal: on the digits the first blocks after the stem are critical, so
+#   the error grows with k in jumps, whenever a draw hits one of them (the README's run).
 #
 # ## Exercises
 #
