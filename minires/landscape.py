@@ -17,13 +17,15 @@ so the direction has the weights' scale filter by filter. Batch-norm parameters 
 zero direction (the paper's choice). L is the mean cross-entropy over a fixed subset of the
 training images, with batch norm in eval mode (the trained net's running statistics).
 
-What the pictures show is put in numbers (``measures``):
+What the pictures show is put in numbers (``measures``), the curvatures only near the minimum
+(loss within ``REGION`` = 1 of it: far out the loss explodes and its bends say nothing of the basin):
     basin:      the share of grid points whose loss is within 0.1 of the grid's minimum;
-    1-D:        the share of slice points where the curve bends down (second difference < 0);
-    2-D:        at each interior grid point the 2x2 Hessian of f by central differences, its
-                principal curvatures lambda_min <= lambda_max, and the share of points where
-                lambda_min < 0 (Li's Fig. 7 maps |lambda_min / lambda_max| of the full Hessian;
-                this is the same idea restricted to the plotted plane).
+    2-D:        at each interior grid point the 2x2 Hessian of f by central differences and its
+                principal curvatures lambda_min <= lambda_max; the share of points near the minimum
+                where lambda_min / |lambda_max| < -0.1 (a clearly negative curvature: a saddle or a
+                ridge, not a bowl), and the median of that ratio (Li's Fig. 7 maps |lambda_min /
+                lambda_max| of the full Hessian; this is the same idea in the plotted plane);
+    1-D:        the share of slice points near the minimum where the curve bends down.
 
 ``run`` trains (or loads) the plain net and ResNet of each depth and writes landscape.png
 (contours side by side on the same levels), landscape_1d.png and landscape.json.
@@ -40,6 +42,8 @@ from . import functional as F
 from .autograd import Tensor, no_grad
 
 BASIN = 0.1  # "within 0.1 of the minimum loss"
+REGION = 1.0  # curvatures are counted where the loss is within 1 of the minimum
+RATIO = 0.1  # lambda_min / |lambda_max| below -RATIO: a clearly negative curvature
 
 
 def filter_normalized_direction(model, seed=0):
@@ -133,14 +137,19 @@ def grid_2d(landscape, coords, progress=None):
 
 # -- what the pictures show, in numbers ---------------------------------------------------------------
 
-def concave_share_1d(curve, tol=1e-3):
+def concave_share_1d(curve, tol=1e-3, region=None):
     """The share of interior points of a 1-D curve where it bends down: f[i-1] - 2 f[i] + f[i+1]
-    < -tol * (max f - min f) (the tolerance keeps round-off in flat stretches from counting)."""
+    < -tol * scale (the tolerance keeps round-off in flat stretches from counting). ``region``:
+    None counts every point, scale = max f - min f; a number counts only the points with
+    f <= min f + region, scale = region."""
     f = np.asarray(curve, dtype=np.float64)
     if f.size < 3:
         raise ValueError(f"concave_share_1d needs at least 3 points, got {f.size}")
     d2 = f[:-2] - 2 * f[1:-1] + f[2:]
-    return float((d2 < -tol * (f.max() - f.min())).mean())
+    if region is None:
+        return float((d2 < -tol * (f.max() - f.min())).mean())
+    near = f[1:-1] <= f.min() + region
+    return float((d2[near] < -tol * region).mean()) if near.any() else 0.0
 
 
 def principal_curvatures(grid, h):
@@ -155,21 +164,24 @@ def principal_curvatures(grid, h):
 
 
 def measures(grid, coords, curves, tol=1e-3):
-    """The numbers of one net's landscape: {"min_loss", "loss_at_origin", "basin_share",
-    "saddle_share" (lambda_min < -tol * |lambda|max over the grid), "median_curvature_ratio"
-    (lambda_min / lambda_max), "concave_share_1d" (mean over the 1-D curves)}."""
-    grid = np.asarray(grid)
+    """The numbers of one net's landscape: {"min_loss", "max_loss", "loss_at_origin",
+    "basin_share" (grid points within BASIN of the minimum), and near the minimum (interior points
+    within REGION of it, "region_points" of them): "saddle_share" (lambda_min / |lambda_max| <
+    -RATIO), "median_curvature_ratio" (of lambda_min / |lambda_max|), "concave_share_1d" (mean
+    over the 1-D curves, each near its own minimum)}."""
+    grid = np.asarray(grid, dtype=np.float64)
     h = float(coords[1] - coords[0])
     lo, hi = principal_curvatures(grid, h)
-    scale = np.abs(hi).max()
+    near = grid[1:-1, 1:-1] <= grid.min() + REGION
+    ratio = lo[near] / np.maximum(np.abs(hi[near]), 1e-300)
     centre = len(coords) // 2
-    ratio = np.where(np.abs(hi) > 0, lo / np.where(hi == 0, 1, hi), 0.0)
     return {"min_loss": float(grid.min()), "max_loss": float(grid.max()),
             "loss_at_origin": float(grid[centre, centre]),
             "basin_share": float((grid <= grid.min() + BASIN).mean()),
-            "saddle_share": float((lo < -tol * scale).mean()),
-            "median_curvature_ratio": float(np.median(ratio)),
-            "concave_share_1d": float(np.mean([concave_share_1d(c, tol) for c in curves]))}
+            "region_points": int(near.sum()),
+            "saddle_share": float((ratio < -RATIO).mean()) if near.any() else 0.0,
+            "median_curvature_ratio": float(np.median(ratio)) if near.any() else float("nan"),
+            "concave_share_1d": float(np.mean([concave_share_1d(c, tol, REGION) for c in curves]))}
 
 
 # -- the experiment -------------------------------------------------------------------------------------
@@ -228,14 +240,15 @@ def plot_curves(curves, coords, path, title=None):
 
 
 def format_table(results):
-    lines = [f"{'net':>9} {'train err':>9} {'loss at 0':>9} {'min':>7} {'max':>8} {'basin (<= min+0.1)':>19} "
-             f"{'lambda_min < 0':>15} {'median lmin/lmax':>17} {'1-D bends down':>15}"]
+    lines = [f"{'net':>9} {'loss at 0':>9} {'min':>7} {'max':>10} {'basin':>6}   near the minimum: "
+             f"{'points':>6} {'saddle':>7} {'median ratio':>12} {'1-D bends down':>14}"]
     for name, r in results.items():
         m = r["measures"]
-        err = r["training"].get("train_error")
-        lines.append(f"{name:>9} {'-' if err is None else f'{err:.1%}':>9} {m['loss_at_origin']:9.3f} "
-                     f"{m['min_loss']:7.3f} {m['max_loss']:8.2f} {m['basin_share']:19.1%} {m['saddle_share']:15.1%} "
-                     f"{m['median_curvature_ratio']:17.2f} {m['concave_share_1d']:15.1%}")
+        lines.append(f"{name:>9} {m['loss_at_origin']:9.3f} {m['min_loss']:7.3f} {m['max_loss']:10.4g} "
+                     f"{m['basin_share']:6.1%}   {'':>18}{m['region_points']:6d} {m['saddle_share']:7.1%} "
+                     f"{m['median_curvature_ratio']:12.2f} {m['concave_share_1d']:14.1%}")
+    lines.append(f"basin: grid points with loss <= min + {BASIN}; near the minimum: interior points with loss <= "
+                 f"min + {REGION:g}; saddle: lambda_min / |lambda_max| < -{RATIO}; ratio: lambda_min / |lambda_max|")
     return "\n".join(lines)
 
 

@@ -84,6 +84,22 @@ def test_principal_curvatures_of_a_quadratic():
     assert bowl["basin_share"] == pytest.approx(np.mean(a ** 2 + b ** 2 <= 0.1))
     saddle = landscape.measures(a ** 2 + a * b - b ** 2, coords, [-(coords ** 2)])
     assert saddle["saddle_share"] == 1 and saddle["median_curvature_ratio"] == pytest.approx(-1.0)
+    assert saddle["concave_share_1d"] == 1
+
+
+def test_curvatures_are_counted_only_near_the_minimum():
+    """f = 5 (a^2 + b^2) - 2 (a^4 + b^4) is a bowl where f <= 1 (there |a|, |b| < 0.46 and
+    f_aa = 10 - 24 a^2 > 0) but bends down far out (|a| > 0.65, where f > 1.7): the measures,
+    taken within 1 of the minimum, see only the bowl."""
+    coords = np.linspace(-1, 1, 21)
+    a, b = np.meshgrid(coords, coords, indexing="ij")
+    f = 5 * (a ** 2 + b ** 2) - 2 * (a ** 4 + b ** 4)
+    lo, _ = landscape.principal_curvatures(f, coords[1] - coords[0])
+    assert lo.min() < 0
+    m = landscape.measures(f, coords, [5 * coords ** 2 - 2 * coords ** 4])
+    assert m["region_points"] == int((f[1:-1, 1:-1] <= 1).sum()) and m["saddle_share"] == 0
+    assert m["median_curvature_ratio"] > 0.5 and m["concave_share_1d"] == 0
+    assert landscape.concave_share_1d(5 * coords ** 2 - 2 * coords ** 4) > 0  # counted everywhere, it bends
 
 
 def test_concave_share_of_constructed_curves():
