@@ -125,8 +125,8 @@ probe_x, probe_y = next(iter(data.DataLoader(train_set, 128)))
 # ## 3. 1-D slices
 #
 # Along each of two filter-normalised random directions, 21 points from a = -1 to 1. A convex
-# curve bends up everywhere; `landscape.concave_share_1d` counts the share of points where it
-# bends down (a negative second difference).
+# curve bends up everywhere; `landscape.concave_share_1d(curve, region=1)` counts the share of
+# points within 1 of the curve's minimum where it bends down (a negative second difference).
 
 # %%
 coords_1d = np.linspace(-1, 1, 11 if QUICK else 21)
@@ -137,7 +137,8 @@ for name, model in nets.items():
         with landscape.Landscape(model, probe_x, probe_y, [landscape.filter_normalized_direction(model, seed=10 + s)]) as land:
             curves[name].append(landscape.slice_1d(land, coords_1d))
     print(f"{name:>9}: loss at a = 0 {curves[name][0][len(coords_1d) // 2]:.3f}, "
-          f"bends down at {np.mean([landscape.concave_share_1d(c) for c in curves[name]]):.0%} of the points")
+          f"near its minimum bends down at "
+          f"{np.mean([landscape.concave_share_1d(c, region=landscape.REGION) for c in curves[name]]):.0%} of the points")
 path = landscape.plot_curves(curves, coords_1d, os.path.join(OUT, "11_landscape_1d.png"),
                              title="1-D slices of the training loss")
 print(f"figure saved to {path}")
@@ -148,9 +149,11 @@ print(f"figure saved to {path}")
 # Two directions d and e, a grid of a and b, and f(a, b) = L(theta* + a d + b e). Li et al. show
 # the nets side by side; `landscape.plot_contours` uses the same contour levels in every panel, so
 # the spacing of the lines compares across nets. `landscape.measures` turns the pictures into
-# numbers: the share of grid points within 0.1 of the minimum (how wide the basin is), and the
-# share of points where the plane's smaller principal curvature is negative (a saddle or ridge
-# rather than a bowl; Li et al.'s Fig. 7 maps the same sign for the full Hessian).
+# numbers: the share of grid points within 0.1 of the minimum (how wide the basin is), and, near
+# the minimum (loss within 1 of it), the share of points where the plane's smaller principal
+# curvature is clearly negative, lambda_min / |lambda_max| < -0.1: a saddle or a ridge rather than
+# a bowl (Li et al.'s Fig. 7 maps the same ratio for the full Hessian). Far from the minimum the
+# loss explodes, and its bends there say nothing about the basin, so they are not counted.
 
 # %%
 coords = np.linspace(-1, 1, POINTS)
@@ -171,9 +174,11 @@ if QUICK:
 # ## 5. What the miniature can and cannot show
 #
 # Read the table with Li et al.'s claim in mind: at the deeper depth, is the plain net's basin
-# narrower and are its negative curvatures more common than the ResNet's, while at the shallower
-# depth the two are alike? The README's section on this experiment has the numbers of
-# `python -m minires landscape` (21 x 21, 256 images) and what they do and do not show.
+# narrower and are clearly negative curvatures near its minimum more common than the ResNet's,
+# while at the shallower depth the two are alike? In the README's run of `python -m minires
+# landscape` (21 x 21, 128 images) they are: the 20-layer pair are both bowls, and plain-56's
+# contours break up into islands while ResNet-56 stays a bowl. But plain-56 had not trained there,
+# which the next paragraph explains.
 #
 # Keep in mind how much smaller this is than the paper's setting. Li et al. trained on CIFAR-10
 # for 300 epochs and plotted a 51 x 51 grid of the loss over all 50,000 training images; here the
