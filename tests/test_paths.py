@@ -143,3 +143,18 @@ def test_paths_command_help_bad_option_and_quick_run(tmp_path):
         assert r["k"] == list(range(r["n"] + 1)) and r["count"] == [math.comb(r["n"], k) for k in r["k"]]
         assert all(t == pytest.approx(c * g) for t, c, g in zip(r["total"], r["count"], r["per_path"]))
     assert report["settings"]["recipe"]["warmup"] == 0.01 and "gradient_mean_length" in report["summary"]["trained"]
+
+
+@pytest.mark.parametrize("block", [lambda: models.BasicBlock(16, 32, stride=2, shortcut="A"),
+                                   lambda: models.BasicBlock(16, 16, shortcut="C"),
+                                   lambda: models.Bottleneck(32, 16, stride=2, shortcut="B")])
+def test_block_is_relu_of_residual_function_plus_shortcut(block):
+    """The public halves of a block put back together give the block: y = ReLU(F(x) + shortcut(x))."""
+    backend.manual_seed(1)
+    b = block().to(dtype=np.float64)
+    b.eval()
+    x = Tensor(np.random.default_rng(4).standard_normal((2, b.conv1.in_channels, 8, 8)))
+    with no_grad():
+        np.testing.assert_allclose(b.relu(b.residual_function(x) + b.shortcut(x)).data, b(x).data, rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match="no shortcut"):
+        models.BasicBlock(16, 16, shortcut=None).shortcut(x)
