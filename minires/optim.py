@@ -7,7 +7,8 @@ SGD (PyTorch's formulation, dampening 0), for each parameter p with gradient g:
     p <- p - lr * v                           (nesterov: p <- p - lr * (g + momentum * v))
 
 MultiStepLR multiplies the learning rate by gamma at each milestone epoch: the paper divides it
-by 10 at 32k and 48k iterations (CIFAR) or when the error plateaus (ImageNet).
+by 10 at 32k and 48k iterations (CIFAR). ReduceLROnPlateau divides it by 10 "when the error
+plateaus" (ImageNet, sec. 3.4): when the monitored error has not improved for a few epochs.
 """
 import numpy as np
 
@@ -96,3 +97,47 @@ class MultiStepLR:
     def load_state_dict(self, state):
         self.epoch, self.base_lr = int(state["epoch"]), float(state["base_lr"])
         self.optimizer.lr = self.get_lr()
+
+
+class ReduceLROnPlateau:
+    """lr <- lr * factor when the monitored error has not improved for more than ``patience`` epochs.
+
+    Call ``step(error)`` once per epoch with the error to watch (the validation error). An epoch
+    improves on the best error so far when error < best * (1 - threshold) (a relative threshold,
+    so that noise-level gains do not count). After an improvement the count of bad epochs restarts
+    at 0; when it exceeds ``patience`` the lr is multiplied by ``factor`` (0.1: "divided by 10",
+    sec. 3.4) and the count restarts, so the next reduction needs another ``patience + 1`` bad
+    epochs. The lr never goes below ``min_lr``. As PyTorch's ReduceLROnPlateau in "min" mode.
+    """
+
+    def __init__(self, optimizer, factor=0.1, patience=5, threshold=1e-4, min_lr=0.0):
+        if not 0 < factor < 1:
+            raise ValueError(f"ReduceLROnPlateau: factor must be in (0, 1), got {factor}")
+        if not isinstance(patience, (int, np.integer)) or isinstance(patience, bool) or patience < 0:
+            raise ValueError(f"ReduceLROnPlateau: patience must be an int >= 0, got {patience!r}")
+        if not 0 <= threshold < 1:
+            raise ValueError(f"ReduceLROnPlateau: threshold must be in [0, 1), got {threshold}")
+        if not min_lr >= 0:
+            raise ValueError(f"ReduceLROnPlateau: min_lr must be >= 0, got {min_lr}")
+        self.optimizer, self.factor, self.patience = optimizer, factor, int(patience)
+        self.threshold, self.min_lr = threshold, min_lr
+        self.best, self.bad_epochs, self.epoch = float("inf"), 0, 0
+
+    def step(self, error):
+        error = float(error)
+        if error != error:
+            raise ValueError("ReduceLROnPlateau.step: the monitored error is NaN")
+        self.epoch += 1
+        if error < self.best * (1 - self.threshold):
+            self.best, self.bad_epochs = error, 0
+        else:
+            self.bad_epochs += 1
+        if self.bad_epochs > self.patience:
+            self.optimizer.lr = max(self.optimizer.lr * self.factor, self.min_lr)
+            self.bad_epochs = 0
+
+    def state_dict(self):
+        return {"best": self.best, "bad_epochs": self.bad_epochs, "epoch": self.epoch}
+
+    def load_state_dict(self, state):
+        self.best, self.bad_epochs, self.epoch = float(state["best"]), int(state["bad_epochs"]), int(state["epoch"])

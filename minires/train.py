@@ -29,7 +29,7 @@ import warnings
 
 import numpy as np
 
-from . import backend, io
+from . import backend, evaluation, io, optim
 from . import functional as F
 from .autograd import Tensor, no_grad
 
@@ -37,7 +37,7 @@ HISTORY_KEYS = ("epoch", "train_loss", "train_error", "test_loss", "test_error",
 CHECKPOINT = "checkpoint.npz"
 CONFIG = "config.json"  # the run's settings, as the train command wrote them
 # The files of one run: a run folder holds these and nothing of another run.
-RUN_FILES = (CONFIG, CHECKPOINT, "history.json", "history.csv", "curves.png")
+RUN_FILES = (CONFIG, CHECKPOINT, "history.json", "history.csv", "curves.png", "multiscale.json")
 CHECKPOINT_FORMAT = "minires-checkpoint-1"
 WARMUP_ERROR = 0.8  # the paper's ResNet-110 warm-up lasts until the training error is below 80%
 # How often (in steps) the loss is read back for the progress bar and the NaN check. Reading a
@@ -118,7 +118,7 @@ class Warmup:
 # -- training ------------------------------------------------------------------------------------
 
 def fit(model, train_loader, test_loader=None, *, optimizer, scheduler=None, epochs, device="cpu",
-        out_dir=None, resume=False, warmup=None, progress=True, config=None):
+        out_dir=None, resume=False, warmup=None, progress=True, config=None, top5=False):
     """Train for epochs 1..``epochs`` (with ``resume``, from the one after the checkpoint's); returns the history.
 
     history: one dict per epoch with ``HISTORY_KEYS``; losses are mean cross-entropies and errors
@@ -126,8 +126,10 @@ def fit(model, train_loader, test_loader=None, *, optimizer, scheduler=None, epo
     epoch's last step; seconds its wall time. ``warmup``: None, or the warm-up lr (the paper's
     0.01) used until the training error drops below 80%. ``config``: the run's settings (a
     JSON-able dict), kept in every checkpoint; with ``resume`` the checkpoint's must be the same
-    (``epochs`` may differ). Raises ``TrainingDiverged`` if the loss goes NaN/inf, leaving the
-    last good checkpoint in ``out_dir``.
+    (``epochs`` may differ). ``top5``: test with ``evaluation.evaluate`` (top-1 and top-5 error;
+    several crops per image averaged) and record ``test_top5_error`` too. A ``ReduceLROnPlateau``
+    scheduler watches the test error (without a test loader, the training error). Raises
+    ``TrainingDiverged`` if the loss goes NaN/inf, leaving the last good checkpoint in ``out_dir``.
     """
     device = backend.check_device(device)
     if not isinstance(epochs, (int, np.integer)) or epochs < 1:
@@ -170,8 +172,11 @@ def fit(model, train_loader, test_loader=None, *, optimizer, scheduler=None, epo
                 warnings.filterwarnings("ignore", category=RuntimeWarning, message=_FLOAT_WARNINGS)
                 train_loss, train_error = _train_epoch(model, train_loader, optimizer, device, epoch, bar, warm,
                                                        scheduled_lr)
-                test_loss = test_error = None
-                if test_loader is not None:
+                test_loss = test_error = test_top5 = None
+                if test_loader is not None and top5:
+                    result = evaluation.evaluate(model, test_loader, device)
+                    test_loss, test_error, test_top5 = result["loss"], result["top1_error"], result["top5_error"]
+                elif test_loader is not None:
                     test_loss, test_error = evaluate(model, test_loader, device)
             if test_loss is not None and not math.isfinite(test_loss):
                 raise TrainingDiverged(f"the test loss is {test_loss} after epoch {epoch}", epoch, None)
@@ -186,11 +191,15 @@ def fit(model, train_loader, test_loader=None, *, optimizer, scheduler=None, epo
                                    "Try a lower --lr, or --warmup for very deep nets.", e.epoch, e.step) from None
         lr = optimizer.lr
         optimizer.lr = scheduled_lr  # the warm-up only overrides the schedule, never changes it
-        if scheduler is not None:
+        if isinstance(scheduler, optim.ReduceLROnPlateau):
+            scheduler.step(test_error if test_error is not None else train_error)
+        elif scheduler is not None:
             scheduler.step()
         history.append({"epoch": epoch, "train_loss": train_loss, "train_error": train_error,
                         "test_loss": test_loss, "test_error": test_error, "lr": lr,
                         "seconds": round(time.perf_counter() - start, 3)})
+        if top5:
+            history[-1]["test_top5_error"] = test_top5
         summary = {"loss": f"{train_loss:.3f}", "train_acc": f"{1 - train_error:.1%}"}
         if test_error is not None:
             summary["test_acc"] = f"{1 - test_error:.1%}"
@@ -336,7 +345,8 @@ def write_history(history, out_dir):
     with io.atomic_write(os.path.join(out_dir, "history.json"), "w") as f:
         json.dump(history, f, indent=1)
     with io.atomic_write(os.path.join(out_dir, "history.csv"), "w") as f:
-        writer = csv.DictWriter(f, HISTORY_KEYS, extrasaction="ignore", lineterminator="\n")
+        keys = list(HISTORY_KEYS) + [k for k in history[0] if k not in HISTORY_KEYS]  # and test_top5_error
+        writer = csv.DictWriter(f, keys, extrasaction="ignore", lineterminator="\n")
         writer.writeheader()
         writer.writerows(history)
     plot_history(history, os.path.join(out_dir, "curves.png"))
@@ -354,8 +364,12 @@ def plot_history(history, path, title=None):
         scale = 100 if key == "error" else 1
         ax.plot(epochs, [row[f"train_{key}"] * scale for row in history], "--", color="C0", label="train")
         test = [(e, row[f"test_{key}"] * scale) for e, row in zip(epochs, history) if row[f"test_{key}"] is not None]
+        top5 = [(e, row["test_top5_error"] * scale) for e, row in zip(epochs, history)
+                if key == "error" and row.get("test_top5_error") is not None]
         if test:
-            ax.plot(*zip(*test), "-", color="C1", linewidth=2, label="test")
+            ax.plot(*zip(*test), "-", color="C1", linewidth=2, label="test top-1" if top5 else "test")
+        if top5:
+            ax.plot(*zip(*top5), ":", color="C1", linewidth=2, label="test top-5")
         if key == "loss":
             # Epoch 1's test loss can be hundreds of times the rest (batch norm's running statistics
             # have not settled yet): a log axis keeps the later epochs readable.
@@ -372,9 +386,12 @@ def plot_history(history, path, title=None):
 # -- the recipe's defaults -------------------------------------------------------------------------
 # Per data set: (epochs, batch size, lr). The lr is divided by 10 at 50% and 75% of the epochs,
 # the paper's schedule (32k and 48k of 64k iterations; for CIFAR-10 at batch 128, epochs 82 and 123).
-DEFAULTS = {"digits": (15, 64, 0.1), "cifar10": (164, 128, 0.1)}
+# An image folder follows sec. 3.4: batch 256, lr 0.1 divided by 10 when the error plateaus, up to
+# 60e4 iterations (120 epochs of ImageNet's 1.28M images).
+DEFAULTS = {"digits": (15, 64, 0.1), "cifar10": (164, 128, 0.1), "imagefolder": (120, 256, 0.1)}
 # Settings that define a run: --resume refuses to change them (--epochs may grow).
-RUN_SETTINGS = ("model", "data", "batch_size", "lr", "momentum", "weight_decay", "milestones", "warmup", "seed")
+RUN_SETTINGS = ("model", "data", "batch_size", "lr", "momentum", "weight_decay", "milestones", "warmup", "seed",
+                "schedule", "patience", "image_size", "ten_crop")
 
 
 def default_milestones(epochs):

@@ -11,7 +11,7 @@ import os
 import sys
 
 # In the order ``--help`` lists them.
-COMMANDS = ("summary", "train", "flow", "degradation", "lesion", "paths", "landscape")
+COMMANDS = ("summary", "train", "flow", "degradation", "lesion", "paths", "landscape", "identity", "shatter")
 
 
 def build_parser():

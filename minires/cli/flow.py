@@ -14,7 +14,7 @@ def add_arguments(parser):
                         help="conv weight init: he = N(0, 2/fan_out), the paper's (default); xavier = Glorot")
     parser.add_argument("--batch-size", type=options.positive_int, default=16,
                         help="random images per batch (default 16; at least 2: batch norm needs a batch)")
-    options.add_seed(parser)
+    options.add_seed(parser, what="seeds the weights and the random batch")
     options.add_device(parser)
     options.add_out(parser, "runs/flow", "output folder for flow.png and flow.json")
 

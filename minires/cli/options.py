@@ -74,10 +74,9 @@ def add_out(parser, default, what="output folder"):
                         help=f"{what} (default: {default})" if default else what)
 
 
-def add_seed(parser, default=0):
+def add_seed(parser, default=0, what="seeds the weights, batch order and augmentation"):
     parser.add_argument("--seed", type=nonnegative_int, default=default,
-                        help="seeds the weights, batch order and augmentation" +
-                             (f" (default: {default})" if default is not None else " (default: 0)"))
+                        help=what + (f" (default: {default})" if default is not None else " (default: 0)"))
 
 
 def add_device(parser):
@@ -85,11 +84,14 @@ def add_device(parser):
                         help="cpu (NumPy) or gpu (CuPy on a CUDA GPU); default: cpu")
 
 
-def add_data(parser, default="digits"):
-    parser.add_argument("--data", default=default, choices=sorted(data.DATASETS),
+def add_data(parser, default="digits", extra=()):
+    """``extra``: more --data choices that the command itself loads (train: "imagefolder")."""
+    parser.add_argument("--data", default=default, choices=sorted(data.DATASETS) + list(extra),
                         help="digits (bundled, 8x8) or cifar10 (needs --data-dir, or --download)"
+                             + (", or imagefolder (DIR/train/<class>/<image>, DIR/val/...)" if "imagefolder" in extra else "")
                              + (f" (default: {default})" if default else " (default: digits)"))
-    parser.add_argument("--data-dir", default="data", metavar="DIR", help="where CIFAR-10 is or goes (default: ./data)")
+    parser.add_argument("--data-dir", default="data", metavar="DIR",
+                        help="where CIFAR-10 is or goes" + (", or the image folder" if extra else "") + " (default: ./data)")
     parser.add_argument("--download", action="store_true", help="fetch CIFAR-10 (163 MB) if it is not in --data-dir")
 
 

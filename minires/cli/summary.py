@@ -19,7 +19,7 @@ def add_arguments(parser):
 
 def main(args):
     model = models.get_model(args.model)
-    has_bottlenecks = any(isinstance(m, models.Bottleneck) for _, m in model.named_modules())
+    has_bottlenecks = any(isinstance(m, (models.Bottleneck, models.PreActBottleneck)) for _, m in model.named_modules())
     note = ""
     if args.paper_layout and has_bottlenecks:
         model = models.get_model(args.model, stride_in_1x1=True)

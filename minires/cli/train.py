@@ -10,7 +10,7 @@ import json
 import os
 import sys
 
-from .. import backend, data, io, models, optim, train
+from .. import backend, data, evaluation, io, models, optim, train
 from . import options
 
 HELP = "train a model (default: resnet20 on the bundled digits)"
@@ -19,12 +19,12 @@ HELP = "train a model (default: resnet20 on the bundled digits)"
 def add_arguments(parser):
     parser.add_argument("--model", default=None, choices=sorted(models.BUILDERS), metavar="MODEL",
                         help="resnet20/32/44/56/110, plain20/..., resnet18/... (default: resnet20)")
-    options.add_data(parser, default=None)
+    options.add_data(parser, default=None, extra=("imagefolder",))
     parser.add_argument("--epochs", type=options.positive_int, default=None,
-                        help=f"default: {train.DEFAULTS['digits'][0]} for digits, {train.DEFAULTS['cifar10'][0]} for cifar10")
+                        help="default: " + ", ".join(f"{v[0]} for {k}" for k, v in train.DEFAULTS.items()))
     parser.add_argument("--batch-size", type=options.positive_int, default=None,
-                        help=f"default: {train.DEFAULTS['digits'][1]} for digits, {train.DEFAULTS['cifar10'][1]} "
-                             "for cifar10; a last batch that would hold a single image is skipped each epoch "
+                        help="default: " + ", ".join(f"{v[1]} for {k}" for k, v in train.DEFAULTS.items())
+                             + "; a last batch that would hold a single image is skipped each epoch "
                              "(batch norm in training needs a batch)")
     parser.add_argument("--lr", type=options.positive_float, default=None, help="initial learning rate (default: 0.1)")
     parser.add_argument("--momentum", type=options.fraction, default=None, help="in [0, 1) (default: 0.9)")
@@ -35,6 +35,20 @@ def add_arguments(parser):
     parser.add_argument("--warmup", type=options.positive_float, nargs="?", const=0.01, default=None, metavar="LR",
                         help="the paper's ResNet-110 warm-up: train at LR (default 0.01) until the "
                              "training error is below 80%%, then at --lr")
+    parser.add_argument("--schedule", default=None, choices=["multistep", "plateau"],
+                        help="multistep: lr /10 after --milestones (sec. 4.2; default); plateau: lr /10 when the "
+                             "test error has not improved for --patience epochs (sec. 3.4; default for imagefolder)")
+    parser.add_argument("--patience", type=options.nonnegative_int, default=None,
+                        help="--schedule plateau: epochs without improvement before the lr is divided (default: 5)")
+    parser.add_argument("--image-size", type=options.positive_int, default=None, metavar="PIXELS",
+                        help="imagefolder: the crop size; the paper's sizes scale with it (default: 224, "
+                             "trained at shorter sides 256..480 and tested at 256)")
+    parser.add_argument("--ten-crop", action="store_true", default=None,
+                        help="imagefolder: test with the standard 10 crops instead of the centre crop "
+                             "(10x the test time)")
+    parser.add_argument("--multiscale", action="store_true",
+                        help="imagefolder: after training, also test fully-convolutionally at shorter sides "
+                             "224, 256, 384, 480, 640 (scaled by --image-size); writes multiscale.json")
     options.add_device(parser)
     options.add_out(parser, None, "output folder (default: runs/MODEL-DATA)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
@@ -64,7 +78,9 @@ def _settings(args):
         name = given["data"] or "digits"
         epochs, batch_size, lr = train.DEFAULTS[name]
         s = {"model": "resnet20", "data": name, "epochs": epochs, "batch_size": batch_size, "lr": lr,
-             "momentum": 0.9, "weight_decay": 1e-4, "milestones": None, "warmup": None, "seed": 0}
+             "momentum": 0.9, "weight_decay": 1e-4, "milestones": None, "warmup": None, "seed": 0,
+             "schedule": "plateau" if name == "imagefolder" else "multistep", "patience": 5,
+             "image_size": 224 if name == "imagefolder" else None, "ten_crop": False}
         s.update({k: v for k, v in given.items() if v is not None})
         if s["milestones"] is None:
             s["milestones"] = train.default_milestones(s["epochs"])
@@ -97,7 +113,7 @@ def _resumed_settings(given, out, checkpoint):
                 f"--resume: {config_path} and {checkpoint} are from different runs ("
                 + ", ".join(f"{k} {folder.get(k) if isinstance(folder, dict) else '?'} vs {saved.get(k)}" for k in differ)
                 + "); start over with --overwrite, or delete config.json to continue the checkpoint's run")
-    changed = [f"--{k.replace('_', '-')} {given[k]} (the run has {saved[k]})"
+    changed = [f"--{k.replace('_', '-')} {given[k]} (the run has {saved.get(k)})"
                for k in train.RUN_SETTINGS if given[k] is not None and given[k] != saved.get(k)]
     if changed:
         raise SystemExit("--resume continues a run with its own settings; these differ: " + ", ".join(changed))
@@ -109,6 +125,8 @@ def _resumed_settings(given, out, checkpoint):
 
 def _check(s):
     """Checks that involve more than one option (each option's own range is checked as it is parsed)."""
+    if s["data"] != "imagefolder" and (s.get("image_size") is not None or s.get("ten_crop")):
+        raise SystemExit("--image-size and --ten-crop apply to --data imagefolder only")
     milestones = s["milestones"]
     if any(b <= a for a, b in zip(milestones, milestones[1:])):
         raise SystemExit(f"--milestones must be increasing epochs, got {milestones}")
@@ -150,7 +168,11 @@ def _kept(out, s, args):
 
 
 def main(args):
+    if args.multiscale and not args.resume and args.data != "imagefolder":
+        raise SystemExit("--multiscale applies to --data imagefolder only")
     s, out = _settings(args)
+    if args.multiscale and s["data"] != "imagefolder":
+        raise SystemExit("--multiscale applies to --data imagefolder only")
     try:
         return _train(args, s, out)
     except KeyboardInterrupt:  # Ctrl-C: one line, not a traceback; 130 is the shell's code for it
@@ -159,19 +181,44 @@ def main(args):
 
 
 def _train(args, s, out):
-    train_set, test_set = options.load_data(s["data"], args.data_dir, args.download)
+    folder = s["data"] == "imagefolder"
+    if folder:
+        try:
+            train_set, test_set = data.load_imagefolder(args.data_dir)
+        except (OSError, ValueError) as e:
+            raise SystemExit(f"--data imagefolder: {e}") from None
+    else:
+        train_set, test_set = options.load_data(s["data"], args.data_dir, args.download)
     backend.manual_seed(s["seed"])
-    in_channels = train_set.images.shape[1]
+    in_channels = train_set.channels if folder else train_set.images.shape[1]
     model = models.get_model(s["model"], num_classes=train_set.num_classes, in_channels=in_channels)
     # A last batch of one image would give batch norm a single example to take statistics over
     # (and none at all where a net's last stage is 1x1): skip it. The order is reshuffled every
     # epoch, so a different image sits out each time.
     single = len(train_set) % s["batch_size"] == 1
-    train_loader = data.DataLoader(train_set, s["batch_size"], shuffle=True, seed=s["seed"],
-                                   augment=data.paper_augment(train_set), drop_last=single)
-    test_loader = data.DataLoader(test_set, 256)
+    if folder:  # the ImageNet recipe, sec. 3.4
+        print(f"the training mean and colour eigenvectors, from {min(len(train_set), 10000)} training images ...")
+        try:
+            recipe = data.transforms.ImageNetRecipe(train_set, s["image_size"], seed=s["seed"])
+        except ValueError as e:
+            raise SystemExit(f"--data imagefolder: {e}") from None
+        train_loader = data.DataLoader(train_set, s["batch_size"], shuffle=True, seed=s["seed"], normalize=None,
+                                       transform=recipe.train_transform, augment=recipe.train_augment,
+                                       drop_last=single)
+        test_loader = data.DataLoader(test_set, max(1, min(s["batch_size"], 256) // (10 if s["ten_crop"] else 1)),
+                                      transform=recipe.ten_crop if s["ten_crop"] else recipe.test_transform,
+                                      augment=recipe.test_augment, normalize=None)
+    else:
+        train_loader = data.DataLoader(train_set, s["batch_size"], shuffle=True, seed=s["seed"],
+                                       augment=data.paper_augment(train_set), drop_last=single)
+        test_loader = data.DataLoader(test_set, 256)
     optimizer = optim.SGD(model.parameters(), lr=s["lr"], momentum=s["momentum"], weight_decay=s["weight_decay"])
-    scheduler = optim.MultiStepLR(optimizer, s["milestones"])
+    if s.get("schedule", "multistep") == "plateau":
+        scheduler = optim.ReduceLROnPlateau(optimizer, patience=s["patience"])
+        schedule = f"/10 when the test error has not improved for {s['patience']} epochs"
+    else:
+        scheduler = optim.MultiStepLR(optimizer, s["milestones"])
+        schedule = f"/10 after epochs {s['milestones']}"
     n_params = sum(p.size for p in model.parameters())
     params = f"{n_params:,} parameters"
     if in_channels != 3 and hasattr(model, "conv1"):
@@ -180,18 +227,25 @@ def _train(args, s, out):
         params += f"; {rgb:,} on 3-channel images, the {in_channels}-channel {s['data']} need a smaller first conv"
     print(f"{s['model']} ({params}) on {s['data']}: {len(train_set)} training and "
           f"{len(test_set)} test images, {s['epochs']} epochs of batch {s['batch_size']}, lr {s['lr']} "
-          f"/10 after epochs {s['milestones']}, device {args.device}")
+          f"{schedule}, device {args.device}")
+    if folder:
+        print(f"images: {recipe.sizes['crop']}x{recipe.sizes['crop']} crops, shorter side in "
+              f"{list(recipe.sizes['train_sides'])}; tested at {recipe.sizes['test_side']}, "
+              f"{'10 crops' if s['ten_crop'] else 'centre crop'}")
     if single:
         print(f"each epoch skips its last batch: it would hold 1 image, and batch norm in training needs a batch")
     print("test accuracy uses batch norm's running statistics, which settle over the first epochs: "
-          "epoch 1 can test near chance (10%)")
+          f"epoch 1 can test near chance ({1 / train_set.num_classes:.0%})")
     _start(out, s, new_run=not args.resume)
     try:
         history = train.fit(model, train_loader, test_loader, optimizer=optimizer, scheduler=scheduler,
                             epochs=s["epochs"], device=args.device, out_dir=out, resume=args.resume,
-                            warmup=s["warmup"], progress=args.progress, config=s)
+                            warmup=s["warmup"], progress=args.progress, config=s, top5=folder)
     except train.TrainingDiverged as e:
         print(f"error: {e}", file=sys.stderr)
+        return 1
+    except data.imagefolder.ImageReadError as e:  # a damaged file met in the middle of an epoch
+        print(f"error: {e}; move it out of {args.data_dir}, then {_kept(out, s, args)}", file=sys.stderr)
         return 1
     except OSError as e:
         print(f"error: cannot write {e.filename or out} ({e.strerror or e}); {_kept(out, s, args)}", file=sys.stderr)
@@ -201,6 +255,16 @@ def _train(args, s, out):
             raise SystemExit(f"--resume: {e}") from None  # a checkpoint this model cannot be restored from
         raise
     last = history[-1]
-    print(f"test accuracy after {last['epoch']} epochs: {1 - last['test_error']:.2%} "
+    top5 = f", top-5 error {last['test_top5_error']:.2%}" if folder else ""
+    print(f"test accuracy after {last['epoch']} epochs: {1 - last['test_error']:.2%}{top5} "
           f"(test loss {last['test_loss']:.4f}, {sum(r['seconds'] for r in history):.0f} s of training)")
+    if args.multiscale:
+        sides = recipe.sizes["multiscale_sides"]
+        result = evaluation.evaluate_multiscale(model, test_set, sides, recipe.mean, args.device)
+        result["sides"] = list(sides)
+        path = os.path.join(out, "multiscale.json")
+        with io.atomic_write(path, "w") as f:
+            json.dump(result, f, indent=1)
+        print(f"multi-scale test (shorter sides {list(sides)} and their flips): top-1 error "
+              f"{result['top1_error']:.2%}, top-5 error {result['top5_error']:.2%}; wrote {path}")
     return 0

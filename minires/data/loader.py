@@ -7,6 +7,10 @@ the device). With u = image / max_value in [0, 1], the normalisation is
     "pixel"    x = u - pixel_mean[c, i, j]     (the paper's per-pixel mean subtraction)
     None       x = u
 
+A dataset whose images differ in size (``ImageFolder``, decoded lazily) needs ``transform``: it
+runs on each image alone, as a batch of one, as the image is read, and must bring every image to
+one size (ImageNet: resize, then crop); the images are then stacked and ``augment`` runs on the batch.
+
 Shuffling and augmentation draw from one ``numpy.random.Generator`` that the loader owns: a
 seed fixes every epoch's order and every crop, and ``state_dict()`` / ``load_state_dict()``
 save and restore it between epochs, so a resumed run draws what the uninterrupted one would.
@@ -23,15 +27,27 @@ class DataLoader:
 
     shuffle: a new random order every epoch. seed: the generator's seed; None draws one from
     minires's global generator (so ``mr.manual_seed`` still makes runs repeatable). augment:
-    None or ``augment(images, rng) -> images`` on uint8 (B, C, H, W), see ``transforms``.
-    drop_last: skip the last batch when it has fewer than ``batch_size`` images.
+    None or ``augment(images, rng) -> images`` on uint8 (B, C, H, W), see ``transforms`` (it may
+    return float32 in the same pixel units, as ``PCALighting`` and ``SubtractMean`` do).
+    drop_last: skip the last batch when it has fewer than ``batch_size`` images. transform: None
+    or a per-image ``transform(image[None], rng) -> batch of one``, applied before batching (for a
+    dataset without an ``images`` array, such as ``ImageFolder``, it is required).
     """
 
     def __init__(self, dataset, batch_size, shuffle=False, seed=None, augment=None, drop_last=False,
-                 normalize="channel"):
-        for attr in ("images", "labels", "max_value", "mean", "std"):
+                 normalize="channel", transform=None):
+        needs = {"channel": ("mean", "std"), "pixel": ("pixel_mean",)}.get(normalize, ())
+        for attr in ("labels", "max_value") + (("images",) if transform is None else ()) + needs:
             if not hasattr(dataset, attr):
-                raise TypeError(f"DataLoader: dataset must be an ImageDataset (with .{attr}), got {type(dataset).__name__}")
+                hint = ""
+                if attr == "images" and hasattr(dataset, "labels"):  # an ImageFolder: images of many sizes
+                    hint = "; pass transform=, a per-image transform that brings every image to one size"
+                elif attr in needs:
+                    hint = f"; it has no statistics for normalize={normalize!r}: pass normalize=None"
+                raise TypeError(f"DataLoader: dataset must be an ImageDataset (with .{attr}), got "
+                                f"{type(dataset).__name__}{hint}")
+        if transform is not None and not callable(transform):
+            raise TypeError(f"DataLoader: transform must be None or a callable(image, rng), got {transform!r}")
         if not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool) or batch_size < 1:
             raise ValueError(f"DataLoader: batch_size must be a positive int, got {batch_size!r}")
         if augment is not None and not callable(augment):
@@ -46,12 +62,13 @@ class DataLoader:
                              "use normalize='pixel' or None")
         self.dataset, self.batch_size, self.shuffle = dataset, int(batch_size), bool(shuffle)
         self.augment, self.drop_last, self.normalize = augment, bool(drop_last), normalize
+        self.transform = transform
         if seed is None:
             seed = int(backend.default_rng().integers(2 ** 63))
         self.rng = np.random.default_rng(seed)
         # x = u * scale + shift, with u the uint8 pixel values: one multiply-add per element.
-        C = dataset.images.shape[1]
         if normalize == "channel":
+            C = len(dataset.mean)
             scale = 1 / (dataset.max_value * dataset.std.astype(np.float64))
             self._scale = scale.astype(np.float32).reshape(C, 1, 1)
             self._shift = (-dataset.mean / dataset.std).astype(np.float32).reshape(C, 1, 1)
@@ -68,12 +85,21 @@ class DataLoader:
         order = self.rng.permutation(n) if self.shuffle else np.arange(n)
         for start in range(0, len(self) * self.batch_size, self.batch_size):
             index = order[start:start + self.batch_size]
-            images = self.dataset.images[index]
+            images = self.dataset.images[index] if self.transform is None else self.read(index)
             if self.augment is not None:
                 images = self.augment(images, self.rng)
                 if images.shape[0] != len(index):
                     raise ValueError(f"DataLoader: augment returned {images.shape[0]} images for a batch of {len(index)}")
             yield self.to_float(images), self.dataset.labels[index]
+
+    def read(self, index):
+        """The images at ``index``, each passed through ``transform`` alone, stacked (uint8)."""
+        images = [self.transform(self.dataset[i][0][None], self.rng)[0] for i in index]
+        shapes = sorted({im.shape for im in images})
+        if len(shapes) > 1:
+            raise ValueError(f"DataLoader: the per-image transform gave images of shapes {shapes}; "
+                             "end it with a crop to one size")
+        return np.stack(images)
 
     def to_float(self, images):
         """Normalise a uint8 batch (B, C, H, W) to float32 as this loader does."""
@@ -95,4 +121,5 @@ class DataLoader:
 
     def __repr__(self):
         return (f"DataLoader({self.dataset!r}, batch_size={self.batch_size}, shuffle={self.shuffle}, "
-                f"augment={self.augment!r}, drop_last={self.drop_last}, normalize={self.normalize!r})")
+                f"transform={self.transform!r}, augment={self.augment!r}, drop_last={self.drop_last}, "
+                f"normalize={self.normalize!r})")

@@ -152,7 +152,8 @@ class ResNet(nn.Module):
         widths = widths or ((64, 128, 256, 512) if stem == "imagenet" else (16, 32, 64))
         if len(layers) != len(widths):
             raise ValueError(f"layers {layers} and widths {widths} must have the same length")
-        self.block_kwargs = {"stride_in_1x1": stride_in_1x1} if block is Bottleneck else {}
+        # Bottleneck units (expansion > 1, the original or a variant) take the stride position.
+        self.block_kwargs = {"stride_in_1x1": stride_in_1x1} if block.expansion > 1 else {}
         self.shortcut = shortcut
         self.in_planes = widths[0]
         if stem == "imagenet":
