@@ -29,7 +29,7 @@
 #    say how short the "effective" paths are.
 #
 # Run time: the full run trains a ResNet-32 for 20 epochs on the digits and does about 150
-# forward/backward passes, 3 to 5 minutes on 2 CPU cores. `MINIRES_QUICK=1` uses a ResNet-14
+# forward/backward passes: 142 s with one thread on a quiet 2-core machine. `MINIRES_QUICK=1` uses a ResNet-14
 # trained for one epoch on 128 images, in seconds; its numbers are noise. `python -m minires
 # paths` runs the experiment on ResNet-56. Open as a notebook with
 # `jupytext --to notebook lessons/10_paths.py`, or run `python lessons/10_paths.py`.
