@@ -11,7 +11,8 @@ import os
 import sys
 
 # In the order ``--help`` lists them.
-COMMANDS = ("summary", "train", "flow", "degradation", "responses", "identity", "shatter")
+COMMANDS = ("summary", "train", "flow", "degradation", "responses", "lesion", "paths", "landscape", "identity",
+            "shatter")
 
 
 def build_parser():

@@ -71,6 +71,16 @@ class BasicBlock(nn.Module):
     def last_bn(self):
         return self.bn2
 
+    def residual_function(self, x):
+        """F(x, {W_i}) of Eq. 1: the branch alone, before the sum and the final ReLU."""
+        return self.bn2(self.conv2(self.relu(self.bn1(self.conv1(x)))))
+
+    def shortcut(self, x):
+        """The shortcut path alone: x, or W_s x / the option-A padding where the shape changes."""
+        if not self.residual:
+            raise ValueError("shortcut: a plain block (shortcut=None) has no shortcut path")
+        return x if self.downsample is None else self.downsample(x)
+
 
 class Bottleneck(nn.Module):
     """F(x) = BN(conv1x1(ReLU(BN(conv3x3(ReLU(BN(conv1x1(x)))))))), out channels = 4 * planes.
@@ -109,6 +119,18 @@ class Bottleneck(nn.Module):
 
     def last_bn(self):
         return self.bn3
+
+    def residual_function(self, x):
+        """F(x, {W_i}) of Eq. 1: the 1x1-3x3-1x1 branch alone, before the sum and the final ReLU."""
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        return self.bn3(self.conv3(out))
+
+    def shortcut(self, x):
+        """The shortcut path alone: x, or W_s x / the option-A padding where the shape changes."""
+        if not self.residual:
+            raise ValueError("shortcut: a plain block (shortcut=None) has no shortcut path")
+        return x if self.downsample is None else self.downsample(x)
 
 
 class ResNet(nn.Module):

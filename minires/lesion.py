@@ -1,0 +1,356 @@
+"""Lesion study: delete blocks from a trained net at test time (Veit, Wilber and Belongie, 2016,
+"Residual networks behave like ensembles of relatively shallow networks", NeurIPS, sec. 4).
+
+Unrolling the shortcuts of n residual blocks, y_{i+1} = y_i + F_i(y_i), writes a ResNet as a sum
+of 2^n paths from input to output, each through some subset of the residual functions
+(Veit, eq. 3 and Fig. 1). Deleting block i at test time,
+
+    ResNet:  y_{i+1} = shortcut(y_i)    (y_i itself, or the option-A/B shortcut where the shape changes)
+    plain:   y_{i+1} = y_i              (only where the block keeps the shape)
+
+removes the half of the paths that pass through F_i and keeps the other half. If the paths
+behave like an ensemble, losing half of them costs a little accuracy; in a plain net, which has
+a single path, it breaks that path. The study (Veit, Fig. 3 and 5):
+
+    1. delete each block on its own and measure the test error;
+    2. delete k random blocks (k = 1, 2, ...) several times each and measure the test error.
+
+Blocks are replaced through the model's public modules (``Lesioned`` stands in for the block in
+its stage, ``lesioned`` puts the blocks back afterwards); the models are unchanged.
+
+Veit's plain baseline had no batch norm; the plain nets here keep theirs, as the plain nets of
+He et al. do (sec. 4.1).
+
+``run`` trains (or loads) the ResNet and plain net of each depth with the recipe of ``RECIPE``,
+runs both lesion experiments on the test set, and writes lesion.png and lesion.json.
+"""
+import contextlib
+import json
+import os
+import re
+import time
+
+import numpy as np
+
+from . import backend, data, degradation, io, models, nn, optim, train
+
+BLOCK_TYPES = (models.BasicBlock, models.Bottleneck)
+# The training recipe of every net here: the paper's (sec. 4.2) scaled to the bundled digits as in
+# ``degradation``, plus the warm-up the paper used for ResNet-110 (lr 0.01 until the training error
+# is below 80%), for every net and depth alike.
+RECIPE = {"epochs": 20, "batch_size": 64, "lr": 0.1, "momentum": 0.9, "weight_decay": 1e-4,
+          "milestones": "50% and 75% of the epochs", "warmup": 0.01, "augment": "paper_augment"}
+CHANCE = 0.9  # ten classes
+SMALL = 0.05  # "a few points": a lesion that raises the test error by at most 5 points
+
+
+# -- the surgery ---------------------------------------------------------------------------------------
+
+class Lesioned(nn.Module):
+    """A deleted block: y = block.shortcut(x) in a ResNet, y = x in a plain net.
+
+    A ResNet block's output is ReLU(F(x) + shortcut(x)); with F gone it is ReLU(shortcut(x)) =
+    shortcut(x), since x (the output of a ReLU) and so its shortcut are >= 0. A plain block has
+    no shortcut: deleting it is only possible where it keeps the shape (stride 1, as many
+    output as input channels), and leaves the identity.
+    """
+
+    def __init__(self, block):
+        super().__init__()
+        if not block.residual and not preserves_shape(block):
+            raise ValueError("Lesioned: a plain block that changes the shape cannot be deleted "
+                             f"(stride {block.stride}, {block.conv1.in_channels} -> "
+                             f"{block.last_bn().weight.shape[0]} channels)")
+        self.block = block
+
+    def forward(self, x):
+        return self.block.shortcut(x) if self.block.residual else x
+
+
+def preserves_shape(block):
+    """True when the block maps (N, C, H, W) to the same shape: stride 1 and C_out == C_in."""
+    return block.stride == 1 and block.conv1.in_channels == block.last_bn().weight.shape[0]
+
+
+def blocks(model):
+    """[(name, block)] of every residual or plain block, in forward order ("layer1.0", ...)."""
+    return [(name, m) for name, m in model.named_modules() if isinstance(m, BLOCK_TYPES)]
+
+
+def deletable(model):
+    """Names of the blocks the study deletes: those that keep the shape (Veit, sec. 4.1)."""
+    return [name for name, b in blocks(model) if preserves_shape(b)]
+
+
+@contextlib.contextmanager
+def lesioned(model, names):
+    """Within the block, the named blocks of ``model`` are replaced by ``Lesioned``; restored after."""
+    names = list(names)
+    known = dict(blocks(model))
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ValueError(f"lesioned: no block named {unknown}; the blocks are {list(known)}")
+    parents = dict(model.named_modules())
+    swapped = []
+    try:
+        for name in names:
+            parent_name, _, child = name.rpartition(".")
+            parent = parents[parent_name] if parent_name else model
+            setattr(parent, child, Lesioned(known[name]))
+            swapped.append((parent, child, known[name]))
+        yield model
+    finally:
+        for parent, child, block in swapped:
+            setattr(parent, child, block)
+
+
+def error_without(model, loader, deleted=(), device="cpu"):
+    """Test error (fraction) of ``model`` in eval mode with the blocks ``deleted`` removed."""
+    with lesioned(model, deleted):
+        return train.evaluate(model, loader, device)[1]
+
+
+# -- the two experiments ------------------------------------------------------------------------------
+
+def single_lesions(model, loader, device="cpu", progress=None):
+    """Veit, Fig. 3: {block name: test error with that block deleted} for every block that can go.
+
+    In a ResNet every block can go (a shape-changing one becomes its option-A/B shortcut); in a
+    plain net only the shape-preserving ones. ``progress``: a callable run after each block.
+    """
+    errors = {}
+    for name, block in blocks(model):
+        if block.residual or preserves_shape(block):
+            errors[name] = error_without(model, loader, [name], device)
+        if progress:
+            progress()
+    return errors
+
+
+def random_lesions(model, loader, ks, draws, seed=0, device="cpu", progress=None):
+    """Veit, Fig. 5: {k: [test error, ...]} with k random shape-preserving blocks deleted, ``draws``
+    times each; draws are without replacement inside a draw, from a generator seeded by ``seed``."""
+    names = deletable(model)
+    rng = np.random.default_rng(seed)
+    errors = {}
+    for k in ks:
+        if not 1 <= k <= len(names):
+            raise ValueError(f"random_lesions: k must be in 1..{len(names)} (the deletable blocks), got {k}")
+        errors[k] = []
+        for _ in range(draws):
+            chosen = sorted(rng.choice(len(names), size=k, replace=False))
+            errors[k].append(error_without(model, loader, [names[i] for i in chosen], device))
+            if progress:
+                progress()
+    return errors
+
+
+# -- the trained nets -----------------------------------------------------------------------------------
+
+def recipe(epochs=None, **overrides):
+    """The training recipe as a dict, with ``epochs`` and the lr milestones filled in."""
+    r = {**RECIPE, **overrides}
+    r["epochs"] = epochs or r["epochs"]
+    r["milestones"] = train.default_milestones(r["epochs"])
+    return r
+
+
+def train_net(name, train_set, test_set, *, recipe, seed=0, device="cpu", limit=None, progress=True):
+    """Train ``name`` ("resnet56", "plain20", ...) with ``recipe``; returns (model, history).
+
+    The nets, loaders (same seed: same batch order and augmentation for every net) and SGD are
+    those of ``degradation`` (its ``build_loaders``), plus the warm-up of ``recipe["warmup"]``.
+    """
+    backend.manual_seed(seed)
+    model = build_net(name, train_set.num_classes, train_set.images.shape[1])
+    model.to(device)
+    train_loader, test_loader, _ = degradation.build_loaders(train_set, test_set, recipe["batch_size"], seed, limit)
+    optimizer = optim.SGD(model.parameters(), lr=recipe["lr"], momentum=recipe["momentum"],
+                          weight_decay=recipe["weight_decay"])
+    scheduler = optim.MultiStepLR(optimizer, recipe["milestones"], gamma=0.1)
+    if progress:
+        print(f"training {name} ({recipe['epochs']} epochs)", flush=True)
+    history = train.fit(model, train_loader, test_loader, optimizer=optimizer, scheduler=scheduler,
+                        epochs=recipe["epochs"], device=device, warmup=recipe["warmup"], progress=progress)
+    return model, history
+
+
+def checkpoint_path(directory, name, seed):
+    """Where a trained net is kept: ``<directory>/<name>-seed<seed>.npz`` (as degradation runs keep theirs)."""
+    return os.path.join(directory, f"{name}-seed{seed}.npz")
+
+
+def build_net(name, num_classes=10, in_channels=1):
+    """The untrained CIFAR net ``name``: "resnet<depth>" (option-A shortcuts) or "plain<depth>"."""
+    match = re.fullmatch(r"(resnet|plain)(\d+)", name)
+    if not match:
+        raise ValueError(f"net name must be resnet<depth> or plain<depth>, got {name!r}")
+    return models.cifar_resnet(int(match.group(2)), num_classes=num_classes, in_channels=in_channels,
+                               shortcut="A" if match.group(1) == "resnet" else None)
+
+
+def load_net(directory, name, seed=0, device="cpu"):
+    """The trained net ``name`` of seed ``seed`` saved in ``directory`` (by this command or a
+    degradation run); FileNotFoundError naming the file when it is not there."""
+    if hasattr(degradation, "load_trained"):
+        model = degradation.load_trained(directory, name, seed)
+    else:
+        path = checkpoint_path(directory, name, seed)
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"no trained {name} of seed {seed} in {directory} (expected {path})")
+        model = io.load(path, build_net(name))
+    return model.to(device)
+
+
+def get_net(name, train_set, test_set, *, from_dir=None, save_dir=None, recipe, seed=0, device="cpu", limit=None,
+            progress=True):
+    """(model, info): the net loaded from ``from_dir``, or trained here with ``recipe`` (and then
+    saved to ``save_dir`` when given, so that other experiments can reuse it with ``from_dir``)."""
+    if from_dir is not None:
+        return load_net(from_dir, name, seed, device), {"source": f"loaded from {from_dir}"}
+    model, history = train_net(name, train_set, test_set, recipe=recipe, seed=seed, device=device, limit=limit,
+                               progress=progress)
+    last = history[-1]
+    info = {"source": "trained", "train_error": last["train_error"], "test_error": last["test_error"],
+            "seconds": round(sum(h["seconds"] for h in history), 1)}
+    if save_dir is not None:
+        os.makedirs(save_dir, exist_ok=True)
+        info["checkpoint"] = checkpoint_path(save_dir, name, seed)
+        io.save(model, info["checkpoint"])
+    return model, info
+
+
+# -- the experiment -------------------------------------------------------------------------------------
+
+def study(model, test_loader, *, ks, draws, seed=0, device="cpu", bar=None):
+    """Both lesion experiments on one trained net: {"intact", "single", "random", "summary",
+    "all_blocks", "deletable"} (the last two: block names in forward order, and those that keep the shape).
+
+    summary: the intact error, the largest and mean error after deleting one shape-preserving
+    block, the mean error after deleting a shape-changing one (ResNets only), and the mean error per k.
+    """
+    step = bar.update if bar is not None else None
+    intact = error_without(model, test_loader, (), device)
+    single = single_lesions(model, test_loader, device, progress=step)
+    keep = set(deletable(model))
+    ks = [k for k in ks if k <= len(keep)]
+    rand = random_lesions(model, test_loader, ks, draws, seed=seed, device=device, progress=step)
+    same = [e for n, e in single.items() if n in keep]
+    changing = [e for n, e in single.items() if n not in keep]
+    summary = {"intact_error": intact,
+               "single_max_error": max(same), "single_mean_error": float(np.mean(same)),
+               "single_median_error": float(np.median(same)), "single_max_increase": max(same) - intact,
+               # how many shape-preserving blocks cost at most SMALL (5 points) when deleted alone
+               "single_small": int(sum(e - intact <= SMALL for e in same)), "single_count": len(same),
+               "downsampling_mean_error": float(np.mean(changing)) if changing else None,
+               "random_mean_error": {k: float(np.mean(v)) for k, v in rand.items()}}
+    return {"intact": intact, "single": single, "random": rand, "summary": summary,
+            "all_blocks": [n for n, _ in blocks(model)], "deletable": deletable(model)}
+
+
+def plot_lesions(results, path, title=None):
+    """Veit's Fig. 3 and 5 side by side: test error against the deleted block (left; the intact
+    net's error dashed, shape-changing blocks marked) and against the number k of deleted blocks
+    (right; every draw a dot, the mean a line). ``results``: {net name: ``study`` result}."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(11, 4.2), layout="constrained")
+    left, right = fig.subplots(1, 2, sharey=True)
+    for i, (name, r) in enumerate(results.items()):
+        c = f"C{i}"
+        order = list(r["single"])
+        all_blocks = r["all_blocks"]
+        x = [all_blocks.index(n) + 1 for n in order]
+        left.plot(x, [100 * r["single"][n] for n in order], ".-", color=c, lw=1, label=f"{name}, one block deleted")
+        left.axhline(100 * r["intact"], color=c, ls="--", lw=1, label=f"{name}, intact")
+        for n in all_blocks:
+            if n not in r["deletable"] and n in r["single"]:
+                left.plot(all_blocks.index(n) + 1, 100 * r["single"][n], "x", color=c, ms=8)
+        ks = sorted(r["random"])
+        for k in ks:
+            right.plot([k] * len(r["random"][k]), [100 * e for e in r["random"][k]], ".", color=c, alpha=0.5)
+        right.plot(ks, [100 * np.mean(r["random"][k]) for k in ks], "-", color=c, lw=2, label=f"{name}, mean")
+        right.plot([0], [100 * r["intact"]], "o", color=c)
+    for ax in (left, right):
+        ax.axhline(100 * CHANCE, color="grey", lw=0.8, ls=":", label="chance (90%)")
+        ax.grid(alpha=0.3)
+        ax.set_ylim(0, 100)
+    left.set_xlabel("deleted block (1 = next to the input; x: the block changes the shape)")
+    left.set_ylabel("test error (%)")
+    left.set_title("one block deleted (Veit et al., Fig. 3)")
+    right.set_xlabel("number of blocks deleted at random (0 = intact)")
+    right.set_title("k random shape-preserving blocks deleted (Fig. 5)")
+    left.legend(fontsize=7)
+    right.legend(fontsize=7)
+    if title:
+        fig.suptitle(title)
+    io.save_figure(fig, path, dpi=90)
+    return path
+
+
+def format_table(results):
+    """The numbers the command prints: per net, intact and lesioned test errors; then, per net, the
+    error with each block deleted on its own (in forward order; * marks a block that changes the shape)."""
+    lines = [f"{'net':>9} {'intact':>7} {'1 block: max':>13} {'median':>7} {'<= +5 points':>13} "
+             f"{'downsampling':>13}   mean error with k random blocks deleted (k = 1, 2, ...)"]
+    for name, r in results.items():
+        s = r["summary"]
+        down = "-" if s["downsampling_mean_error"] is None else f"{s['downsampling_mean_error']:.1%}"
+        by_k = " ".join(f"{v:.1%}" for v in s["random_mean_error"].values())
+        small = f"{s['single_small']} of {s['single_count']}"
+        lines.append(f"{name:>9} {s['intact_error']:7.1%} {s['single_max_error']:13.1%} "
+                     f"{s['single_median_error']:7.1%} {small:>13} {down:>13}   {by_k}")
+    lines.append("\nerror with one block deleted:")
+    for name, r in results.items():
+        cells = [f"{b.replace('layer', '')}{'' if b in r['deletable'] else '*'} {e:.1%}" for b, e in r["single"].items()]
+        lines.append(f"{name:>9}: " + ", ".join(cells))
+    return "\n".join(lines)
+
+
+def run(*, depths=(20, 56), from_dir=None, epochs=None, ks=tuple(range(1, 11)), draws=5, seed=0, device="cpu",
+        out="runs/lesion", limit=None, progress=True):
+    """Train (or load) ResNet and plain net of each depth, run ``study`` on each, and write
+    lesion.png and lesion.json to ``out``; returns the results dict (what lesion.json holds)."""
+    from tqdm.auto import tqdm
+
+    start = time.perf_counter()
+    train_set, test_set = data.load_digits()
+    r = recipe(epochs)
+    if limit is not None:
+        r["batch_size"] = min(r["batch_size"], limit)
+    _, test_loader, _ = degradation.build_loaders(train_set, test_set, r["batch_size"], seed, limit)
+    names = [f"{kind}{d}" for d in depths for kind in ("resnet", "plain")]
+    nets, results = {}, {}
+    for name in names:
+        model, info = get_net(name, train_set, test_set, from_dir=from_dir, save_dir=out, recipe=r, seed=seed,
+                              device=device, limit=limit, progress=progress)
+        todo = len(blocks(model)) + draws * len([k for k in ks if k <= len(deletable(model))])
+        bar = tqdm(total=todo, desc=f"lesions {name}", unit="eval", disable=not progress, dynamic_ncols=True)
+        res = study(model, test_loader, ks=ks, draws=draws, seed=seed, device=device, bar=bar)
+        bar.close()
+        results[name] = {"training": info, **res}
+        nets[name] = model
+    seconds = time.perf_counter() - start
+    settings = {"data": "digits", "test_images": len(test_loader.dataset), "depths": list(depths),
+                "ks": [k for k in ks], "draws": draws, "seed": seed, "device": device, "limit": limit,
+                "from": from_dir, "recipe": r, "seconds": round(seconds, 1)}
+    os.makedirs(out, exist_ok=True)
+    report = {"settings": settings, "nets": results}
+    json_path = os.path.join(out, "lesion.json")
+    with io.atomic_write(json_path, "w") as f:
+        json.dump(_jsonable(report), f, indent=1)
+    png_path = plot_lesions(results, os.path.join(out, "lesion.png"),
+                            title=f"Deleting blocks at test time ({len(test_loader.dataset)} test digits, seed {seed})")
+    report["paths"] = {"png": png_path, "json": json_path}
+    return report
+
+
+def _jsonable(obj):
+    """``obj`` with int dict keys as strings and NumPy scalars as Python numbers."""
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.generic):
+        return obj.item()
+    return obj

@@ -1,0 +1,138 @@
+"""Loss landscapes (Li et al. 2018): filter-normalised directions, the loss at a point of the
+plane, and the numbers that summarise a landscape, each against an independent computation."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from minires import backend, data, landscape, models
+from minires import functional as F
+from minires.autograd import Tensor, no_grad
+
+
+def _net(depth=8, shortcut="A", seed=0):
+    backend.manual_seed(seed)
+    return models.cifar_resnet(depth, in_channels=1, shortcut=shortcut)
+
+
+def _batch(n=16):
+    x, y = next(iter(data.DataLoader(data.load_digits()[0], n)))
+    return x, y
+
+
+def test_filter_normalisation_gives_each_filter_the_weights_norm():
+    """Every filter (a conv's output channel, a linear layer's row) of the direction has the norm of
+    the same filter of the weights, computed here filter by filter; BN and bias entries are zero."""
+    model = _net()
+    d = landscape.filter_normalized_direction(model, seed=3)
+    assert list(d) == [n for n, _ in model.named_parameters()]
+    checked = 0
+    for name, p in model.named_parameters():
+        w = p.data.astype(np.float64)
+        assert d[name].shape == w.shape
+        if w.ndim == 1:
+            assert not d[name].any(), name
+            continue
+        for j in range(w.shape[0]):
+            assert np.sqrt((d[name][j] ** 2).sum()) == pytest.approx(np.sqrt((w[j] ** 2).sum()), rel=1e-12)
+            checked += 1
+        assert not np.allclose(d[name] / np.abs(d[name]).max(), w / np.abs(w).max())  # random, not the weights
+    assert checked == sum(p.shape[0] for p in model.parameters() if p.ndim > 1)
+    again = landscape.filter_normalized_direction(model, seed=3)
+    other = landscape.filter_normalized_direction(model, seed=4)
+    assert all(np.array_equal(d[n], again[n]) for n in d)
+    assert any(not np.array_equal(d[n], other[n]) for n in d if d[n].any())
+
+
+def test_landscape_loss_is_the_loss_of_the_moved_weights():
+    """loss(a, b) equals the eval-mode cross-entropy of a copy of the net whose weights were set to
+    theta + a d + b e by load_state_dict; afterwards the weights are the trained ones again."""
+    model = _net()
+    x, y = _batch()
+    d, e = (landscape.filter_normalized_direction(model, seed=s) for s in (1, 2))
+    theta = model.state_dict()
+    a, b = 0.3, -0.7
+    moved = _net(seed=9)  # other weights, all replaced below
+    moved.load_state_dict({k: v + a * d[k] + b * e[k] if k in d else v for k, v in theta.items()})
+    moved.eval()
+    with no_grad():
+        expected = float(F.softmax_cross_entropy(moved(Tensor(x)), y).data)
+    with landscape.Landscape(model, x, y, [d, e]) as land:
+        assert land.loss(a, b) == pytest.approx(expected, rel=1e-5)
+        assert land.loss(0.0, 0.0) != pytest.approx(expected, rel=1e-3)
+        with pytest.raises(ValueError, match="2 coordinates"):
+            land.loss(1.0)
+    assert model.training
+    after = model.state_dict()
+    assert all(np.array_equal(theta[k], after[k]) for k in theta)
+
+
+def test_principal_curvatures_of_a_quadratic():
+    """f(a, b) = a^2 + a b - b^2 has Hessian [[2, 1], [1, -2]], eigenvalues -sqrt(5) and sqrt(5),
+    at every point; central differences are exact on a quadratic."""
+    coords = np.linspace(-1, 1, 11)
+    a, b = np.meshgrid(coords, coords, indexing="ij")
+    lo, hi = landscape.principal_curvatures(a ** 2 + a * b - b ** 2, coords[1] - coords[0])
+    assert lo.shape == (9, 9)
+    np.testing.assert_allclose(lo, -np.sqrt(5), atol=1e-9)
+    np.testing.assert_allclose(hi, np.sqrt(5), atol=1e-9)
+    bowl = landscape.measures(a ** 2 + b ** 2, coords, [coords ** 2])
+    assert bowl["saddle_share"] == 0 and bowl["median_curvature_ratio"] == pytest.approx(1.0)
+    assert bowl["basin_share"] == pytest.approx(np.mean(a ** 2 + b ** 2 <= 0.1))
+    saddle = landscape.measures(a ** 2 + a * b - b ** 2, coords, [-(coords ** 2)])
+    assert saddle["saddle_share"] == 1 and saddle["median_curvature_ratio"] == pytest.approx(-1.0)
+    assert saddle["concave_share_1d"] == 1
+
+
+def test_curvatures_are_counted_only_near_the_minimum():
+    """f = 5 (a^2 + b^2) - 2 (a^4 + b^4) is a bowl where f <= 1 (there |a|, |b| < 0.46 and
+    f_aa = 10 - 24 a^2 > 0) but bends down far out (|a| > 0.65, where f > 1.7): the measures,
+    taken within 1 of the minimum, see only the bowl."""
+    coords = np.linspace(-1, 1, 21)
+    a, b = np.meshgrid(coords, coords, indexing="ij")
+    f = 5 * (a ** 2 + b ** 2) - 2 * (a ** 4 + b ** 4)
+    lo, _ = landscape.principal_curvatures(f, coords[1] - coords[0])
+    assert lo.min() < 0
+    m = landscape.measures(f, coords, [5 * coords ** 2 - 2 * coords ** 4])
+    assert m["region_points"] == int((f[1:-1, 1:-1] <= 1).sum()) and m["saddle_share"] == 0
+    assert m["median_curvature_ratio"] > 0.5 and m["concave_share_1d"] == 0
+    assert landscape.concave_share_1d(5 * coords ** 2 - 2 * coords ** 4) > 0  # counted everywhere, it bends
+
+
+def test_concave_share_of_constructed_curves():
+    t = np.linspace(-1, 1, 21)
+    assert landscape.concave_share_1d(t ** 2) == 0
+    assert landscape.concave_share_1d(-(t ** 2)) == 1
+    assert landscape.concave_share_1d(np.abs(t)) == 0           # a kink bends up
+    # f = cos(w t): f(t - h) - 2 f(t) + f(t + h) = 2 (cos(w h) - 1) f(t) < 0 exactly where f(t) > 0
+    wave = np.cos(3 * np.pi * t)
+    assert landscape.concave_share_1d(wave) == pytest.approx(np.mean(wave[1:-1] > 1e-9))
+    assert landscape.concave_share_1d(t ** 2 + 1e-9 * np.cos(50 * t)) == 0  # round-off is not a bend
+    with pytest.raises(ValueError, match="at least 3"):
+        landscape.concave_share_1d([1.0, 2.0])
+
+
+def test_landscape_command_help_bad_option_and_quick_run(tmp_path):
+    """--help, a one-line error for an even --points, and a --quick run: the grid's centre is the
+    trained net's loss, and the JSON's measures are those of its own grid."""
+    run = lambda *argv: subprocess.run([sys.executable, "-m", "minires", "landscape", *argv],  # noqa: E731
+                                       capture_output=True, text=True, env={**os.environ, "MINIRES_NUM_THREADS": "1"})
+    help_ = run("--help")
+    assert help_.returncode == 0 and all(o in help_.stdout for o in ("--points", "--from", "--quick", "--span"))
+    bad = run("--points", "4")
+    assert bad.returncode != 0 and "--points" in bad.stderr and "Traceback" not in bad.stderr
+    done = run("--quick", "--no-progress", "--out", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    report = json.loads((tmp_path / "landscape.json").read_text())
+    for png in ("landscape.png", "landscape_1d.png"):
+        assert (tmp_path / png).read_bytes()[:4] == b"\x89PNG"
+    coords = np.array(report["settings"]["coords"])
+    for name in ("plain8", "resnet8"):
+        r = report["nets"][name]
+        grid = np.array(r["grid"])
+        assert grid.shape == (len(coords), len(coords))
+        assert r["measures"] == landscape.measures(grid, coords, [np.array(c) for c in r["curves"]])
+        assert r["measures"]["loss_at_origin"] == grid[len(coords) // 2, len(coords) // 2]
