@@ -28,8 +28,8 @@
 #    ResNet and its plain twin, and read the curves;
 # 4. say what the miniature shows, and how our plain baseline differs from Veit's.
 #
-# Run time: the full run trains ResNet-20 and plain-20 for 20 epochs on the 1,438 training digits
-# and runs about 60 lesioned evaluations, 2 to 4 minutes on 2 CPU cores. `MINIRES_QUICK=1` trains
+# Run time: the full run trains ResNet-20 and plain-20 for 30 epochs on the 1,438 training digits
+# and runs about 60 lesioned evaluations, several minutes on 2 CPU cores (mostly the training). `MINIRES_QUICK=1` trains
 # 8- and 14-layer nets for one epoch on 128 images, in seconds; those numbers are noise. The
 # command `python -m minires lesion` runs the same experiment on the 20- and 56-layer nets.
 # Open as a notebook with `jupytext --to notebook lessons/09_lesion.py`, run cell by cell in VS
@@ -124,9 +124,10 @@ print(f"largest change over all {math.comb(9, K)} ways of deleting {K} of 9 zero
 # ## 3. Two trained nets
 #
 # The lesion study needs trained nets. `lesion.train_net` trains a ResNet or plain net with the
-# recipe of lesson 6 (SGD, momentum 0.9, weight decay 1e-4, lr 0.1 divided by 10 at 50% and 75%
-# of the epochs, one-pixel shifts) plus the paper's warm-up for very deep nets (sec. 4.2: lr 0.01
-# until the training error is below 80%). Both nets get the same seed, so the same batches.
+# recipe of lesson 6 (`degradation.train_one`: SGD, momentum 0.9, weight decay 1e-4, batch 32,
+# lr 0.025 divided by 10 at 50% and 75% of the epochs, one-pixel shifts, and the paper's warm-up
+# of sec. 4.2 at a tenth of the lr until the training error is below 80%). Both nets get the same
+# seed, so the same batches.
 
 # %%
 train_set, test_set = data.load_digits()

@@ -28,8 +28,8 @@
 # 4. read Veit's three panels (path lengths, gradient per path, total gradient by length) and
 #    say how short the "effective" paths are.
 #
-# Run time: the full run trains a ResNet-32 for 20 epochs on the digits and does about 150
-# forward/backward passes: 142 s with one thread on a quiet 2-core machine. `MINIRES_QUICK=1` uses a ResNet-14
+# Run time: the full run trains a ResNet-32 for 30 epochs on the digits (lesson 6's recipe) and
+# does about 150 forward/backward passes: a few minutes on 2 CPU cores, most of it training. `MINIRES_QUICK=1` uses a ResNet-14
 # trained for one epoch on 128 images, in seconds; its numbers are noise. `python -m minires
 # paths` runs the experiment on ResNet-56. Open as a notebook with
 # `jupytext --to notebook lessons/10_paths.py`, or run `python lessons/10_paths.py`.
@@ -42,7 +42,7 @@ import os
 import numpy as np
 
 import minires as mr
-from minires import data, lesion, models, paths
+from minires import data, degradation, lesion, models, paths
 from lesson_setup import QUICK, OUT, plt, show  # quick mode and figures, see lesson_setup.py
 
 # %% [markdown]
@@ -118,7 +118,7 @@ DRAWS = 2 if QUICK else 5
 recipe = lesion.recipe(1 if QUICK else None)
 recipe["batch_size"] = min(recipe["batch_size"], LIMIT or recipe["batch_size"])
 mr.manual_seed(0)  # the seed train_net starts from: `initial` is the trained net before training
-initial = lesion.build_net(f"resnet{DEPTH}")
+initial = degradation.build_net(f"resnet{DEPTH}", 10, 1)
 trained, history = lesion.train_net(f"resnet{DEPTH}", train_set, test_set, recipe=recipe, seed=0, limit=LIMIT,
                                     progress=not QUICK)
 print(f"resnet{DEPTH}: test error {history[-1]['test_error']:.1%} after {recipe['epochs']} epochs")

@@ -28,10 +28,10 @@
 #    same levels and in numbers (basin size, curvature signs);
 # 4. say what the miniature shows and what it cannot.
 #
-# Run time: the full run trains ResNet-20/56 and plain-20/56 (20 epochs on the digits) and
-# evaluates an 11 x 11 grid and two 1-D slices per net on 128 training images: about 8 to 12
-# minutes on 2 CPU cores, most of it training. Set `NETS_FROM` below to the `--out` folder of a
-# `python -m minires lesion` run to reuse its nets and skip the training. `MINIRES_QUICK=1` uses
+# Run time: the full run trains ResNet-20/56 and plain-20/56 (30 epochs on the digits, lesson 6's
+# recipe) and evaluates an 11 x 11 grid and two 1-D slices per net on 128 training images: over
+# ten minutes on 2 CPU cores, most of it training. Set `NETS_FROM` below to the `--out` folder of a
+# `python -m minires degradation` or `lesion` run to reuse its nets and skip the training. `MINIRES_QUICK=1` uses
 # 8- and 14-layer nets trained for one epoch on 128 images and a 5 x 5 grid, in seconds (its
 # numbers are noise). `python -m minires landscape` runs the experiment with a 21 x 21 grid.
 

@@ -21,25 +21,24 @@ its stage, ``lesioned`` puts the blocks back afterwards); the models are unchang
 Veit's plain baseline had no batch norm; the plain nets here keep theirs, as the plain nets of
 He et al. do (sec. 4.1).
 
-``run`` trains (or loads) the ResNet and plain net of each depth with the recipe of ``RECIPE``,
-runs both lesion experiments on the test set, and writes lesion.png and lesion.json.
+``run`` trains the ResNet and plain net of each depth with the degradation experiment's recipe
+(``degradation.train_one``), or loads a degradation run's nets (``--from DIR``), runs both lesion
+experiments on the test set, and writes lesion.png and lesion.json.
 """
 import contextlib
 import json
 import os
-import re
 import time
 
 import numpy as np
 
-from . import backend, data, degradation, io, models, nn, optim, train
+from . import data, degradation, io, models, nn, train
 
 BLOCK_TYPES = (models.BasicBlock, models.Bottleneck)
-# The training recipe of every net here: the paper's (sec. 4.2) scaled to the bundled digits as in
-# ``degradation``, plus the warm-up the paper used for ResNet-110 (lr 0.01 until the training error
-# is below 80%), for every net and depth alike.
-RECIPE = {"epochs": 20, "batch_size": 64, "lr": 0.1, "momentum": 0.9, "weight_decay": 1e-4,
-          "milestones": "50% and 75% of the epochs", "warmup": 0.01, "augment": "paper_augment"}
+# The training recipe of every net here: the degradation experiment's for the bundled digits (the
+# paper's, sec. 4.2, scaled to them, with its warm-up for every net), so that a degradation run's
+# nets (``--from DIR``) and the ones trained here are the same nets.
+RECIPE = degradation.RECIPES["digits"]
 CHANCE = 0.9  # ten classes
 SMALL = 0.05  # "a few points": a lesion that raises the test error by at most 5 points
 
@@ -155,51 +154,19 @@ def recipe(epochs=None, **overrides):
     return r
 
 
-def train_net(name, train_set, test_set, *, recipe, seed=0, device="cpu", limit=None, progress=True):
-    """Train ``name`` ("resnet56", "plain20", ...) with ``recipe``; returns (model, history).
-
-    The nets, loaders (same seed: same batch order and augmentation for every net) and SGD are
-    those of ``degradation`` (its ``build_loaders``), plus the warm-up of ``recipe["warmup"]``.
-    """
-    backend.manual_seed(seed)
-    model = build_net(name, train_set.num_classes, train_set.images.shape[1])
-    model.to(device)
-    train_loader, test_loader, _ = degradation.build_loaders(train_set, test_set, recipe["batch_size"], seed, limit)
-    optimizer = optim.SGD(model.parameters(), lr=recipe["lr"], momentum=recipe["momentum"],
-                          weight_decay=recipe["weight_decay"])
-    scheduler = optim.MultiStepLR(optimizer, recipe["milestones"], gamma=0.1)
-    if progress:
-        print(f"training {name} ({recipe['epochs']} epochs)", flush=True)
-    history = train.fit(model, train_loader, test_loader, optimizer=optimizer, scheduler=scheduler,
-                        epochs=recipe["epochs"], device=device, warmup=recipe["warmup"], progress=progress)
-    return model, history
-
-
-def checkpoint_path(directory, name, seed):
-    """Where a trained net is kept: ``<directory>/<name>-seed<seed>.npz`` (as degradation runs keep theirs)."""
-    return os.path.join(directory, f"{name}-seed{seed}.npz")
-
-
-def build_net(name, num_classes=10, in_channels=1):
-    """The untrained CIFAR net ``name``: "resnet<depth>" (option-A shortcuts) or "plain<depth>"."""
-    match = re.fullmatch(r"(resnet|plain)(\d+)", name)
-    if not match:
-        raise ValueError(f"net name must be resnet<depth> or plain<depth>, got {name!r}")
-    return models.cifar_resnet(int(match.group(2)), num_classes=num_classes, in_channels=in_channels,
-                               shortcut="A" if match.group(1) == "resnet" else None)
+def train_net(name, train_set, test_set, *, recipe, seed=0, device="cpu", limit=None, out=None, progress=True):
+    """Train ``name`` ("resnet56", "plain20", ...) with ``recipe`` through ``degradation.train_one``
+    (saved to ``out`` when given); returns (model, history)."""
+    keys = ("epochs", "batch_size", "lr", "milestones", "warmup", "momentum", "weight_decay")
+    trained = degradation.train_one(name, train_set, test_set, seed=seed, device=device, limit=limit, out=out,
+                                    progress=progress, **{k: recipe[k] for k in keys})
+    return trained.model, trained.history
 
 
 def load_net(directory, name, seed=0, device="cpu"):
     """The trained net ``name`` of seed ``seed`` saved in ``directory`` (by this command or a
-    degradation run); FileNotFoundError naming the file when it is not there."""
-    if hasattr(degradation, "load_trained"):
-        model = degradation.load_trained(directory, name, seed)
-    else:
-        path = checkpoint_path(directory, name, seed)
-        if not os.path.exists(path):
-            raise FileNotFoundError(f"no trained {name} of seed {seed} in {directory} (expected {path})")
-        model = io.load(path, build_net(name))
-    return model.to(device)
+    degradation run, ``degradation.load_trained``)."""
+    return degradation.load_trained(directory, name, seed).to(device)
 
 
 def get_net(name, train_set, test_set, *, from_dir=None, save_dir=None, recipe, seed=0, device="cpu", limit=None,
@@ -209,14 +176,12 @@ def get_net(name, train_set, test_set, *, from_dir=None, save_dir=None, recipe, 
     if from_dir is not None:
         return load_net(from_dir, name, seed, device), {"source": f"loaded from {from_dir}"}
     model, history = train_net(name, train_set, test_set, recipe=recipe, seed=seed, device=device, limit=limit,
-                               progress=progress)
+                               out=save_dir, progress=progress)
     last = history[-1]
     info = {"source": "trained", "train_error": last["train_error"], "test_error": last["test_error"],
             "seconds": round(sum(h["seconds"] for h in history), 1)}
     if save_dir is not None:
-        os.makedirs(save_dir, exist_ok=True)
-        info["checkpoint"] = checkpoint_path(save_dir, name, seed)
-        io.save(model, info["checkpoint"])
+        info["checkpoint"] = degradation.checkpoint_path(save_dir, name, seed)
     return model, info
 
 

@@ -31,7 +31,7 @@ import time
 
 import numpy as np
 
-from . import backend, data, flow, io, lesion, nn
+from . import backend, data, degradation, flow, io, lesion, nn
 from . import functional as F
 from .autograd import Tensor
 
@@ -240,7 +240,7 @@ def run(*, depth=56, from_dir=None, epochs=None, draws=10, batch_size=64, seed=0
     x, labels = next(iter(probe))
     name = f"resnet{depth}"
     backend.manual_seed(seed)  # the seed train_net starts from: "init" is the trained net before training
-    initial = lesion.build_net(name, train_set.num_classes, train_set.images.shape[1])
+    initial = degradation.build_net(name, train_set.num_classes, train_set.images.shape[1])
     trained, info = lesion.get_net(name, train_set, test_set, from_dir=from_dir, save_dir=out, recipe=r, seed=seed,
                                    device=device, limit=limit, progress=progress)
     initial.to(device)

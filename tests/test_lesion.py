@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from minires import backend, data, lesion, models, nn
+from minires import backend, data, degradation, lesion, models, nn
 from minires.autograd import Tensor, no_grad
 
 
@@ -150,7 +150,7 @@ def test_lesion_command_help_bad_option_and_quick_run(tmp_path):
         assert 0 <= r["intact"] <= 1 and all(0 <= e <= 1 for e in r["single"].values())
         assert set(r["single"]) == (set(r["all_blocks"]) if name.startswith("resnet") else set(r["deletable"]))
         assert (out / f"{name}-seed0.npz").exists()
-    assert report["settings"]["recipe"]["warmup"] == 0.01
+    assert report["settings"]["recipe"]["warmup"] == degradation.RECIPES["digits"]["warmup"]  # the shared recipe
     again = _command("lesion", "--quick", "--no-progress", "--from", str(out), "--out", str(tmp_path / "again"))
     assert again.returncode == 0, again.stderr
     reloaded = json.loads((tmp_path / "again" / "lesion.json").read_text())

@@ -12,7 +12,7 @@ import sys
 import numpy as np
 import pytest
 
-from minires import backend, lesion, models, nn, paths
+from minires import backend, degradation, lesion, models, nn, paths
 from minires.autograd import Tensor, no_grad
 
 
@@ -142,7 +142,7 @@ def test_paths_command_help_bad_option_and_quick_run(tmp_path):
         r = report["results"][label]
         assert r["k"] == list(range(r["n"] + 1)) and r["count"] == [math.comb(r["n"], k) for k in r["k"]]
         assert all(t == pytest.approx(c * g) for t, c, g in zip(r["total"], r["count"], r["per_path"]))
-    assert report["settings"]["recipe"]["warmup"] == 0.01 and "gradient_mean_length" in report["summary"]["trained"]
+    assert report["settings"]["recipe"]["warmup"] == degradation.RECIPES["digits"]["warmup"] and "gradient_mean_length" in report["summary"]["trained"]
 
 
 @pytest.mark.parametrize("block", [lambda: models.BasicBlock(16, 32, stride=2, shortcut="A"),

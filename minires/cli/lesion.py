@@ -1,7 +1,7 @@
 """``python -m minires lesion``: delete blocks of trained nets at test time (Veit et al. 2016)."""
 import os
 
-from .. import lesion
+from .. import degradation, lesion
 from . import options
 
 HELP = "delete blocks of trained ResNets and plain nets at test time (Veit et al. 2016, Fig. 3 and 5)"
@@ -22,7 +22,7 @@ def check_from(directory, names, seed):
     if not os.path.isdir(directory):
         raise SystemExit(f"--from {directory}: not a folder")
     for name in names:
-        path = lesion.checkpoint_path(directory, name, seed)
+        path = degradation.checkpoint_path(directory, name, seed)
         if not os.path.exists(path):
             raise SystemExit(f"--from {directory}: no trained {name} of seed {seed} (expected {path}); "
                              f"train it with: python -m minires lesion --out {directory}")
