@@ -1,6 +1,6 @@
 """Batch norm (training mode), forward + backward: DeZero-style composition, minires, PyTorch.
 
-The issue's shape, N128 16ch 32x32: the first stage of a CIFAR ResNet. One call = forward with
+The shape N128 16ch 32x32: the first stage of a CIFAR ResNet. One call = forward with
 batch statistics (running statistics updated), then backward with a fixed random upstream
 gradient, giving dx, dgamma and dbeta. As for the convolution, minires gets channel-major x and
 dy (its own activations' layout); the others get C-contiguous NCHW.

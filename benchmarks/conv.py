@@ -1,6 +1,6 @@
 """Convolution, forward + backward: naive loops, classic im2col, minires (reference and fast), PyTorch.
 
-The issue's shapes: 3x3, stride 1, padding 1, C_in = C_out, the three stages of a CIFAR ResNet
+The shapes: 3x3, stride 1, padding 1, C_in = C_out, the three stages of a CIFAR ResNet
 at batch 128. One call = forward, then backward with a fixed random upstream gradient, giving
 dx and dw (no bias, as in ResNet).
 
