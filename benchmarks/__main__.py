@@ -1,4 +1,4 @@
-"""python -m benchmarks [conv|bn|step|infer|memory|all] [--repeats N] [--quick] [--device cpu|gpu]
+"""python -m benchmarks [conv|bn|step|infer|memory|winograd|load|all] [--repeats N] [--quick] [--device cpu|gpu]
 
 Prints, as markdown, the machine and versions, one table per family, and the project's speed goals
 (minires/torch ratios against their targets). ``--update-readme`` also writes that block into

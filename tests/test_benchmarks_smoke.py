@@ -15,7 +15,7 @@ from minires import functional as F
 # benchmarks/ is a top-level folder of the repository, not part of the installed package.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks import bn, conv, memory, references as ref, step  # noqa: E402
+from benchmarks import bn, conv, load, memory, profile, references as ref, step  # noqa: E402
 from benchmarks.harness import Config, Device, assert_close  # noqa: E402
 
 CPU = Device("cpu")
@@ -82,6 +82,34 @@ def test_assert_close_reports_the_worst_element():
 def test_memory_probe_measures_a_minires_step():
     fig = memory.probe("minires", "resnet20", 2, "cpu", threads=2)
     assert fig["peak"] >= fig["before"] > 0 and fig["base"] > 0
+
+
+@pytest.mark.parametrize("work", ["step", "infer"])
+def test_load_probe_times_the_work_it_names(work):
+    fig = load.probe("minires", work, "resnet20", 2, threads=1, repeats=2)
+    assert len(fig["times"]) == 2 and fig["median"] > 0
+
+
+def test_busy_process_runs_inside_the_block_and_is_gone_after():
+    with load.BusyProcess() as busy:
+        assert busy.proc.poll() is None  # still running: it keeps a core busy
+    assert busy.proc.poll() is not None
+
+
+def test_profile_groups_perf_samples_by_what_the_code_does():
+    samples = ["  7f01 sgemm_kernel_SKYLAKEX (/x/libscipy_openblas64_.so)",
+               "  7f02 sgemm_itcopy_SKYLAKEX (/x/libscipy_openblas64_.so)",
+               "  7f03 __memmove_avx512_unaligned_erms (/usr/lib/libc.so.6)",
+               "  7f04 FLOAT_multiply_X86_V3 (/x/_multiarray_umath.cpython-311.so)",
+               "  7f05 [unknown] (/tmp/perf-1171.map)",
+               "  7f06 _PyEval_EvalFrameDefault (/x/libpython3.11.so.1.0)",
+               "  7f07 [unknown] (/x/torch/lib/libgomp.so.1)",
+               "  7f08 clear_page_erms ([kernel.kallsyms])", ""]
+    got = profile.group(samples)
+    assert got == {g: 12.5 for g in ["GEMM / convolution arithmetic", "GEMM operand packing", "copies (im2col, layouts)",
+                                     "elementwise passes and reductions", "Python interpreter",
+                                     "thread synchronisation", "kernel (page faults, scheduling)"]} | \
+        {"GEMM / convolution arithmetic": 25.0}
 
 
 def test_gpu_run_is_skipped_with_a_note_without_a_gpu(capsys):

@@ -37,7 +37,7 @@ Why each of them pays:
 - Not on by default: Winograd's minimal filtering F(2x2, 3x3) (``winograd.py``, a branch of
   ``chunked_conv`` behind ``WINOGRAD_MIN_CHANNELS``): 16 multiplications per 2x2 output tile
   instead of 36, as 16 GEMMs over transformed tiles. Its transforms are extra memory passes, and
-  ``python -m benchmarks winograd`` has not shown a clear win over the padded-width columns yet.
+  ``python -m benchmarks winograd`` found it slower than the padded-width columns at every width.
 - 1x1 stride-1 convolutions (the bottleneck's) skip im2col: the channel-major activation already
   is the column matrix.
 - Small reused workspaces hold the columns, one per thread (``memory.py``); the backward rebuilds

@@ -69,9 +69,9 @@ CHUNK_BYTES = 4 << 20
 
 # Stride-1 3x3 convolutions with at least this many input and output channels would use Winograd
 # F(2x2, 3x3) (``winograd.py``) for the forward and the input gradient. Its transforms are memory
-# passes that can pay only when the GEMMs are large, and ``python -m benchmarks winograd`` has not
-# shown a clear win on the CPUs measured so far (benchmarks/README.md), so it is off: None. Set a
-# channel count to turn it on.
+# passes that can pay only when the GEMMs are large, and ``python -m benchmarks winograd`` found it
+# slower at every width from 16 to 512 channels on an idle AVX-512 CPU (benchmarks/README.md), so
+# it is off: None. Set a channel count to turn it on.
 WINOGRAD_MIN_CHANNELS = None
 
 
