@@ -72,6 +72,21 @@ def test_blas_is_held_to_one_thread_inside_and_restored_after(threads):
     assert after == before and before != [1] * len(before)
 
 
+def test_a_lone_chunk_gets_one_blas_thread_unless_it_is_one_item_over_budget(threads):
+    """A whole small batch in one chunk: one BLAS thread, in the calling thread (woken for a small
+    GEMM, BLAS's threads would spin on the cores minires needs next). One image larger than the
+    chunk budget (size < 1): BLAS keeps its own threads for that one large GEMM."""
+    blas = fast_threads.blas_libraries()
+    threads(2)
+    caller = threading.get_ident()
+    probe = lambda lo, hi: ([lib["num_threads"] for lib in blas.info()], threading.get_ident())  # noqa: E731
+    with blas.limit(limits=2):
+        (small_blas, small_thread), = fast_threads.map_chunks(5, 8, probe)
+        (big_blas, big_thread), = fast_threads.map_chunks(1, 0, probe)
+    assert small_blas == [1] * len(small_blas) and small_thread == caller
+    assert big_blas == [2] * len(big_blas) and big_thread == caller
+
+
 def test_without_a_settable_blas_the_chunks_run_in_the_calling_thread(threads, monkeypatch):
     threads(4)
     monkeypatch.setattr(fast_threads, "_blas", False)
