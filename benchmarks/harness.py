@@ -126,6 +126,19 @@ def time_interleaved(cases, repeats):
     return times
 
 
+def run_fresh(module, args, what):
+    """Run ``python -m benchmarks.MODULE ARGS`` in a fresh interpreter and return the JSON of its
+    last output line (``what`` names the probe in the error raised if it fails)."""
+    import subprocess
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
+    done = subprocess.run([sys.executable, "-m", f"benchmarks.{module}", *map(str, args)],
+                          capture_output=True, text=True, env=env, cwd=root)
+    if done.returncode != 0:
+        raise RuntimeError(f"{what} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def reference_mode(fn):
     """``fn`` run on minires's reference ops (``minires.reference_ops()``), for the "minires reference" column."""
     import minires

@@ -23,7 +23,7 @@ import subprocess
 import sys
 import time
 
-from .harness import Config, Table, median
+from .harness import Config, Table, median, run_fresh
 
 WORKS = (("step", "resnet20"), ("step", "resnet56"), ("infer", "resnet20"), ("infer", "resnet56"))
 FRESH, BUSY_FRESH = 5, 2
@@ -86,14 +86,8 @@ def thread_cpu_seconds():
 
 
 def _run_probe(impl, work, name, batch, cfg, repeats):
-    cmd = [sys.executable, "-m", "benchmarks.load", "--probe", impl, "--work", work, "--model", name,
-           "--batch", str(batch), "--threads", str(cfg.threads), "--repeats", str(repeats)]
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
-    done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=root)
-    if done.returncode != 0:
-        raise RuntimeError(f"load probe {impl} {work} {name} failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return run_fresh("load", ["--probe", impl, "--work", work, "--model", name, "--batch", batch,
+                              "--threads", cfg.threads, "--repeats", repeats], f"load probe {impl} {work} {name}")
 
 
 class BusyProcess:

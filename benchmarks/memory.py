@@ -24,11 +24,8 @@ in live arrays.
 import argparse
 import gc
 import json
-import os
-import subprocess
-import sys
 
-from .harness import Config, Table, gpu_note, median
+from .harness import Config, Table, gpu_note, median, run_fresh
 
 MODELS, QUICK_MODELS = ("resnet20", "resnet56"), ("resnet20",)
 MiB = 2 ** 20
@@ -116,14 +113,8 @@ def _probe_gpu(impl, step, dev):
 
 def _run_probe(impl, name, batch, cfg):
     """Start a fresh interpreter for one probe; return its figures (or raise with its stderr)."""
-    cmd = [sys.executable, "-m", "benchmarks.memory", "--probe", impl, "--model", name,
-           "--batch", str(batch), "--device", cfg.device, "--threads", str(cfg.threads)]
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
-    done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=root)
-    if done.returncode != 0:
-        raise RuntimeError(f"memory probe {impl} {name} failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return run_fresh("memory", ["--probe", impl, "--model", name, "--batch", batch, "--device", cfg.device,
+                                "--threads", cfg.threads], f"memory probe {impl} {name}")
 
 
 def run(cfg):
