@@ -7,6 +7,9 @@ with ``pytest --device gpu`` (or MINIRES_TEST_DEVICE=gpu) to run every such test
 Implementation: tests that take the ``impl`` fixture run once on the fast ops (``minires/fast/``,
 the default) and once on the reference ops (``minires/functional/``), whatever MINIRES_OPS says.
 The op tests that check against an oracle take it, so both paths meet the same specification.
+
+Small trained nets: ``small_net("resnet20")`` is that net trained briefly with the degradation
+recipe (``small_nets.py`` says how), trained on first use and shared by every test of the session.
 """
 import os
 
@@ -15,6 +18,7 @@ import os
 # NumPy loads its BLAS; an explicit setting in the environment wins.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
+import functools  # noqa: E402
 import shutil  # noqa: E402
 import tempfile  # noqa: E402
 
@@ -22,6 +26,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 import minires as mr  # noqa: E402
+import small_nets  # noqa: E402
 from minires import backend  # noqa: E402
 
 
@@ -67,6 +72,13 @@ def impl(request):
     """ "fast" or "reference": the ops of that path run for the whole test."""
     with mr.reference_ops(request.param == "reference"):
         yield request.param
+
+
+@pytest.fixture(scope="session")
+def small_net():
+    """small_net(name) -> ``degradation.TrainedNet`` of ``name`` ("plain8", ..., "resnet56"), the
+    instance of ``small_nets.py``. The tests that use one must leave the model as they found it."""
+    return functools.cache(small_nets.train_net)
 
 
 @pytest.fixture
