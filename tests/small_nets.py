@@ -15,10 +15,10 @@ each net (about 40 s for all six on one idle core, two thirds of it for the two 
 The instance and each test's statistic were chosen on seeds 100-104 (the numbers of every seed are
 in each test's docstring), seed 0 measured beside them; each test's thresholds are well inside what
 every one of those seeds showed (another CPU or BLAS rounds differently, which moves a run about as
-far as another seed would: the margins are meant to hold there too). At 3 epochs plain-20 and plain-56 are degraded (plain-20 ends
-with 48-75% training error, plain-56 with 75-85%), while ResNet-20 ends with 10-15% and ResNet-56
-with 15-40%: the nets are far from converged, and the claims tested are those that already hold
-here in every seed.
+far as another seed would: the margins are meant to hold there too). At 3 epochs plain-20 and
+plain-56 are degraded (plain-20 ends with 48-75% training error, plain-56 with 75-85%), while
+ResNet-20 ends with 10-15% and ResNet-56 with 15-40%: the nets are far from converged, and the
+claims tested are those that already hold here in every seed.
 """
 from minires import data, degradation, train
 
