@@ -10,8 +10,9 @@ back from cache instead of memory. This is :func:`map_chunks`; the fast convolut
 and ReLU use it.
 
 BLAS is held to one thread with threadpoolctl while the chunks run, and given back its own
-setting afterwards; only a GEMM over one image too large for a chunk runs on BLAS's threads. Threads: $MINIRES_NUM_THREADS, else the cores this process may use (at most 8),
-or :func:`set_num_threads`.
+setting afterwards; only a GEMM over one image too large for a chunk runs on BLAS's threads.
+Threads: $MINIRES_NUM_THREADS, else the cores this process may use (at most 8), or
+:func:`set_num_threads`.
 """
 import os
 import threading
