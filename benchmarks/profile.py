@@ -7,8 +7,9 @@
 
 The first form runs the profiled work: ``STEPS`` steps of the ``step`` family (batch 128) after
 two warm-ups (``-D`` starts sampling after the imports and warm-ups). ``--group`` counts the
-samples (one line each in ``perf script``'s output) by what the code does: GEMM arithmetic, GEMM packing, copies,
-elementwise passes, thread synchronisation, the Python interpreter, the kernel.
+samples (one line each in ``perf script``'s output) by what the code does: GEMM arithmetic, GEMM
+packing, copies, elementwise passes, thread synchronisation, the Python interpreter, the kernel.
+The same ``perf script`` and ``--group`` steps give PyTorch's shares from torch.data.
 """
 import argparse
 import collections
@@ -16,8 +17,8 @@ import re
 import sys
 import time
 
-# (share, pattern on "library symbol"), first match wins; the patterns name the symbols seen in
-# OpenBLAS, glibc, NumPy, libtorch, oneDNN and libgomp.
+# (group, pattern searched in a sample's "address symbol (library)" line), first match wins; the
+# patterns name the symbols and libraries seen in OpenBLAS, glibc, NumPy, libtorch, oneDNN, libgomp.
 GROUPS = [
     ("GEMM operand packing", r"sgemm_(it|in|ot|on)copy"),
     ("GEMM / convolution arithmetic", r"sgemm_kernel|perf-\d+\.map|dnnl|brgemm|openblas|libmkl"),
