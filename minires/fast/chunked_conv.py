@@ -23,6 +23,7 @@ GEMM instead of col2im's scatter-add.
 from .. import backend
 from ..functional.conv import Conv2d, check_geometry, col2im, im2col, out_size, strided_view
 from ..functional.layout import channels_first_2d, from_channels_first_2d
+from . import shifted_gemm
 from .memory import workspace
 from .threads import map_chunks
 from .winograd import filter_transform, flipped_filters, winograd_conv3x3
@@ -117,6 +118,10 @@ class ChunkedConv2d(Conv2d):
         OH, OW = out_size(H, kh, s, p), out_size(W, kw, s, p)
         pointwise, wide = kh == kw == 1 and s == 1 and p == 0, s == 1
         winograd = uses_winograd(C, C_out, kh, kw, s, p)
+        self.x, self.w, self.has_bias = x, w, b is not None
+        self.shifted = not winograd and shifted_gemm.applies(x, w, s, p)
+        if self.shifted:
+            return from_channels_first_2d(shifted_gemm.conv2d_forward(x, w, b, p), (N, C_out, OH, OW))
         U = filter_transform(w) if winograd else None
         S, w2 = OH * OW, w.reshape(C_out, -1)
         y = xp.empty((C_out, N * S), dtype=x.dtype)  # channel-major: the next layer's layout
@@ -139,7 +144,6 @@ class ChunkedConv2d(Conv2d):
         if winograd:  # the transformed tiles: 16 values per 2x2 outputs, in and out
             per_image = 4 * (C + C_out) * S
         map_chunks(N, self._chunk(x, per_image), run)
-        self.x, self.w, self.has_bias = x, w, b is not None
         return from_channels_first_2d(y, (N, C_out, OH, OW))
 
     def backward(self, gy):
@@ -150,6 +154,11 @@ class ChunkedConv2d(Conv2d):
         OH, OW = gy.shape[2], gy.shape[3]
         S, HW, w2 = OH * OW, H * W, w.reshape(C_out, -1)
         need_x, need_w = self.needs_input_grad[:2]
+        if self.shifted:
+            gx2, gw = shifted_gemm.conv2d_backward(x, w, gy, p, need_x, need_w)
+            gb = channels_first_2d(gy).sum(axis=1) if self.has_bias and self.needs_input_grad[2] else None
+            gx = from_channels_first_2d(gx2, x.shape) if need_x else None
+            return (gx, gw, gb) if self.has_bias else (gx, gw)
         pointwise = kh == kw == 1 and s == 1 and p == 0
         flipped = s == 1 and kh == kw and p < kh and not pointwise
         winograd = need_x and uses_winograd(C, C_out, kh, kw, s, p)

@@ -8,7 +8,7 @@ import pytest
 
 import minires as mr
 from minires import functional as F
-from minires.fast import chunked_conv, layout
+from minires.fast import chunked_conv, layout, shifted_gemm
 from minires.fast import threads as fast_threads
 from minires.fast.chunked_conv import im2col_wide
 
@@ -73,6 +73,7 @@ def test_convolution_over_image_chunks_equals_one_gemm_over_the_batch(k, stride,
 def test_results_are_bit_identical_on_any_number_of_threads(rng, monkeypatch):
     # Small chunks and blocks, so that the work is spread over many of them.
     monkeypatch.setattr(chunked_conv, "CHUNK_BYTES", 1 << 16)
+    monkeypatch.setattr(shifted_gemm, "CHUNK_BYTES", 1 << 16)
     monkeypatch.setattr(layout, "BLOCK_BYTES", 1 << 12)
     x = rng.standard_normal((16, 8, 20, 20)).astype(np.float32)
     w = rng.standard_normal((8, 8, 3, 3)).astype(np.float32)
@@ -81,7 +82,7 @@ def test_results_are_bit_identical_on_any_number_of_threads(rng, monkeypatch):
     def step():
         xt, wt = mr.Tensor(x, requires_grad=True), mr.Tensor(w, requires_grad=True)
         gt, bt = mr.Tensor(gamma, requires_grad=True), mr.Tensor(beta, requires_grad=True)
-        h = F.conv2d(xt, wt, padding=1)                                            # stride 1: wide columns
+        h = F.conv2d(xt, wt, padding=1)                                            # same: shifted GEMMs
         h = F.batch_norm(h, gt, bt, np.zeros(8, np.float32), np.ones(8, np.float32), training=True)
         h = F.relu(h)                                                              # rows over the threads
         y = F.conv2d(h, wt, stride=2, padding=1)                                   # stride 2: im2col, col2im

@@ -5,10 +5,12 @@ blocks, threads, shortcuts), never a different function. Each case runs one inpu
 reference class and through its fast twin, called directly, and compares the output, every
 gradient and the running statistics to 1e-12. The branches:
 
-    ChunkedConv2d     1x1 stride 1 (no im2col), padded-width columns (stride 1), im2col (stride > 1);
-                      dx by the flipped kernel (stride 1, square kernel, p < k) or by col2im (the
-                      rest); chunks of one image, of a few, of the whole batch; bias or not; an
-                      input that needs no gradient; NCHW or channel-major x and dy
+    ChunkedConv2d     1x1 stride 1 (no im2col), shifted GEMMs (stride-1 "same" convolutions, and
+                      the padded-width columns that replace them where no BLAS GEMM can be
+                      called), padded-width columns (other stride 1), im2col (stride > 1); dx by
+                      the flipped kernel (stride 1, square kernel, p < k) or by col2im (the rest);
+                      chunks of one image, of a few, of the whole batch; bias or not; an input that
+                      needs no gradient; NCHW or channel-major x and dy
     BlockedBatchNorm  training and eval; blocks of one channel, of a few, of all; (N, C) and
                       (N, C, H, W); NCHW or channel-major
     BlockedReLU       blocks of one row, of a few, of all; 1-D, 2-D, 4-D; channel-major, NCHW and
@@ -23,7 +25,7 @@ import pytest
 
 import minires as mr
 from minires import functional as F, io, models, optim
-from minires.fast import chunked_conv, layout
+from minires.fast import blas, chunked_conv, layout, shifted_gemm
 from minires.fast.blocked_norm import BlockedBatchNorm
 from minires.fast.blocked_relu import BlockedReLU
 from minires.fast.chunked_conv import ChunkedConv2d
@@ -59,11 +61,13 @@ def both(make, arrays, layouts=None, seed=0, gy_layout="nchw", needs=None):
 
 # -- convolution -----------------------------------------------------------------------------------
 
-CONV_BRANCHES = {  # name: (kh, kw, stride, padding)
+CONV_BRANCHES = {  # name: (kh, kw, stride, padding); "no BLAS": as if blas.available() were False
     "1x1 stride 1: no im2col": (1, 1, 1, 0),
-    "3x3 same: wide columns, flipped dx": (3, 3, 1, 1),
+    "3x3 same: shifted GEMMs": (3, 3, 1, 1),
+    "5x5 same: shifted GEMMs": (5, 5, 1, 2),
+    "3x3 same, no BLAS: wide columns, flipped dx": (3, 3, 1, 1),
+    "5x5 same, no BLAS: wide columns, flipped dx": (5, 5, 1, 2),
     "3x3 valid: wide columns, flipped dx": (3, 3, 1, 0),
-    "5x5 pad 2: wide columns, flipped dx": (5, 5, 1, 2),
     "2x2 pad 1: even kernel, flipped dx": (2, 2, 1, 1),
     "1x1 pad 1: wide columns, col2im dx": (1, 1, 1, 1),
     "3x3 pad 3: wide columns, col2im dx": (3, 3, 1, 3),
@@ -73,6 +77,18 @@ CONV_BRANCHES = {  # name: (kh, kw, stride, padding)
     "7x7 stride 2 pad 3: the stem": (7, 7, 2, 3),
 }
 CHUNKS = {"one image per chunk": 1, "a few images per chunk": 6000, "the whole batch": 1 << 30}
+
+
+def take_branch(monkeypatch, branch, chunk):
+    """Set the chunk size of every conv branch, and take the fallback for a "no BLAS" branch."""
+    monkeypatch.setattr(chunked_conv, "CHUNK_BYTES", CHUNKS[chunk])
+    monkeypatch.setattr(shifted_gemm, "CHUNK_BYTES", CHUNKS[chunk])
+    if "no BLAS" in branch:
+        monkeypatch.setattr(blas, "available", lambda: False)
+    kh, kw, s, p = CONV_BRANCHES[branch]
+    x, w = conv_problem(kh, kw, False)[:2]
+    assert shifted_gemm.applies(x, w, s, p) == ("shifted" in branch)
+    return kh, kw, s, p
 
 
 def conv_problem(kh, kw, bias, seed=0, N=5, C=3, C_out=4, H=9, W=8):
@@ -89,8 +105,7 @@ def conv(stride, padding):
 @pytest.mark.parametrize("branch", CONV_BRANCHES)
 @pytest.mark.parametrize("bias", [False, True])
 def test_chunked_conv_equals_reference_conv(monkeypatch, branch, chunk, bias):
-    monkeypatch.setattr(chunked_conv, "CHUNK_BYTES", CHUNKS[chunk])
-    kh, kw, s, p = CONV_BRANCHES[branch]
+    kh, kw, s, p = take_branch(monkeypatch, branch, chunk)
     (y, grads), (y_ref, grads_ref) = both(conv(s, p), conv_problem(kh, kw, bias))
     assert_same([y, *grads], [y_ref, *grads_ref])
 
@@ -99,18 +114,17 @@ def test_chunked_conv_equals_reference_conv(monkeypatch, branch, chunk, bias):
 @pytest.mark.parametrize("x_layout, gy_layout", [("channel_major", "channel_major"), ("channel_major", "nchw"),
                                                  ("nchw", "channel_major")])
 def test_chunked_conv_equals_reference_conv_in_either_layout(monkeypatch, branch, x_layout, gy_layout):
-    monkeypatch.setattr(chunked_conv, "CHUNK_BYTES", CHUNKS["a few images per chunk"])
-    kh, kw, s, p = CONV_BRANCHES[branch]
+    kh, kw, s, p = take_branch(monkeypatch, branch, "a few images per chunk")
     (y, grads), (y_ref, grads_ref) = both(conv(s, p), conv_problem(kh, kw, True, seed=1),
                                           layouts=[x_layout, "nchw", "nchw"], gy_layout=gy_layout)
     assert_same([y, *grads], [y_ref, *grads_ref])
 
 
-@pytest.mark.parametrize("branch", ["1x1 stride 1: no im2col", "3x3 same: wide columns, flipped dx",
-                                    "3x3 stride 2: im2col, col2im"])
-def test_chunked_conv_equals_reference_when_x_needs_no_gradient(branch):
+@pytest.mark.parametrize("branch", ["1x1 stride 1: no im2col", "3x3 same: shifted GEMMs",
+                                    "3x3 same, no BLAS: wide columns, flipped dx", "3x3 stride 2: im2col, col2im"])
+def test_chunked_conv_equals_reference_when_x_needs_no_gradient(monkeypatch, branch):
     # The network's first layer: its input is data, so only dW (and db) are wanted.
-    kh, kw, s, p = CONV_BRANCHES[branch]
+    kh, kw, s, p = take_branch(monkeypatch, branch, "a few images per chunk")
     (y, grads), (y_ref, grads_ref) = both(conv(s, p), conv_problem(kh, kw, True, seed=2), needs=[False, True, True])
     assert_same([y, *grads], [y_ref, *grads_ref])
 
@@ -199,12 +213,13 @@ def test_winograd_runs_only_for_wide_stride_1_3x3_convolutions(monkeypatch):
 
 # -- one gradient check per fast branch ------------------------------------------------------------
 
-@pytest.mark.parametrize("branch", ["1x1 stride 1: no im2col", "3x3 same: wide columns, flipped dx",
+@pytest.mark.parametrize("branch", ["1x1 stride 1: no im2col", "3x3 same: shifted GEMMs",
+                                    "3x3 same, no BLAS: wide columns, flipped dx",
                                     "3x3 pad 3: wide columns, col2im dx", "3x1: wide columns, col2im dx",
                                     "3x3 stride 2: im2col, col2im"])
 def test_chunked_conv_gradcheck(monkeypatch, branch):
-    monkeypatch.setattr(chunked_conv, "CHUNK_BYTES", 1)  # one image per chunk: the dW sum over chunks too
-    kh, kw, s, p = CONV_BRANCHES[branch]
+    # One image per chunk: the dW sum over chunks is checked too.
+    kh, kw, s, p = take_branch(monkeypatch, branch, "one image per chunk")
     inputs = [mr.Tensor(a, requires_grad=True) for a in conv_problem(kh, kw, True, N=2, C=2, C_out=2, H=5, W=4)]
     assert mr.gradcheck(lambda *ts: ChunkedConv2d(s, p)(*ts), *inputs)
 
