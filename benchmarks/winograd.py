@@ -1,15 +1,17 @@
-"""Winograd F(2x2, 3x3) against im2col inside minires's fast convolution, by channel count.
+"""The three ways minires's fast convolution can compute a 3x3 "same" convolution, by channel count.
 
-The same ``F.conv2d`` forward + backward (3x3, stride 1, padding 1), once with the Winograd branch
-(minires/fast/winograd.py) forced on and once with it off (``chunked_conv.WINOGRAD_MIN_CHANNELS``), on
-CIFAR widths and on the widths of the ImageNet nets' later stages. This is the measurement behind
-``chunked_conv.WINOGRAD_MIN_CHANNELS``: Winograd saves multiplications (16 instead of 36 per 2x2
-tile) but adds memory passes for its transforms, so it wins only where the GEMMs dominate.
-PyTorch is not part of this table; the weight gradient is im2col's in both columns.
+The same ``F.conv2d`` forward + backward (3x3, stride 1, padding 1) three times: by default (shifted
+GEMMs, minires/fast/shifted_gemm.py, forced on at every width), with the padded-width im2col columns,
+and with the Winograd branch (minires/fast/winograd.py) forced on
+(``chunked_conv.WINOGRAD_MIN_CHANNELS``), on CIFAR widths and on the widths of the ImageNet nets'
+later stages. This is the measurement behind both switches: Winograd saves multiplications (16
+instead of 36 per 2x2 tile) but adds memory passes for its transforms; shifted GEMMs do every
+multiplication but write no columns. PyTorch is not part of this table; Winograd's weight gradient
+is the im2col columns'.
 """
 import contextlib
 
-from minires.fast import chunked_conv
+from minires.fast import chunked_conv, shifted_gemm
 
 from .conv import check_same, make_inputs, minires_fn
 from .harness import Case, Device, time_interleaved, timing_table
@@ -19,20 +21,25 @@ QUICK_BATCH = 2
 
 
 @contextlib.contextmanager
-def winograd(enabled):
-    saved = chunked_conv.WINOGRAD_MIN_CHANNELS
-    chunked_conv.WINOGRAD_MIN_CHANNELS = 1 if enabled else None
+def branch(name):
+    """Run the fast convolution's "shifted GEMMs" (the default), "im2col" or "winograd" branch."""
+    saved = chunked_conv.WINOGRAD_MIN_CHANNELS, shifted_gemm.MAX_CHANNELS
+    chunked_conv.WINOGRAD_MIN_CHANNELS = 1 if name == "winograd" else None
+    shifted_gemm.MAX_CHANNELS = 1 << 30 if name == "shifted GEMMs" else 0
     try:
         yield
     finally:
-        chunked_conv.WINOGRAD_MIN_CHANNELS = saved
+        chunked_conv.WINOGRAD_MIN_CHANNELS, shifted_gemm.MAX_CHANNELS = saved
 
 
-def with_winograd(enabled, fn):
+def on_branch(name, fn):
     def run():
-        with winograd(enabled):
+        with branch(name):
             return fn()
     return run
+
+
+BRANCHES = ("shifted GEMMs", "im2col", "winograd")
 
 
 def run(cfg):
@@ -42,14 +49,19 @@ def run(cfg):
     for shape in shapes:
         N, C, H, W = shape
         x, w, gy = make_inputs(shape)
-        im2col_fn = with_winograd(False, minires_fn(dev, x, w, gy))
-        winograd_fn = with_winograd(True, minires_fn(dev, x, w, gy))
-        check_same("winograd", winograd_fn(), im2col_fn(), rtol=1e-3)
-        cases = [Case("im2col", im2col_fn, dev.sync), Case("winograd", winograd_fn, dev.sync)]
+        fns = {name: on_branch(name, minires_fn(dev, x, w, gy)) for name in BRANCHES}
+        default = fns["shifted GEMMs"]()
+        for name in BRANCHES[1:]:
+            check_same(name, fns[name](), default, rtol=1e-3)
+        cases = [Case(name, fns[name], dev.sync) for name in BRANCHES]
         rows.append((f"conv 3x3 N{N} {C}ch {H}x{W}, fwd+bwd", time_interleaved(cases, cfg.repeats)))
     default = chunked_conv.WINOGRAD_MIN_CHANNELS
     notes = [f"By default Winograd runs from {default} input and output channels on." if default else
-             "By default Winograd is off (chunked_conv.WINOGRAD_MIN_CHANNELS = None); here it is forced on and off.",
-             "Both columns were first checked equal (y, dx, dw) on the same inputs."]
-    return [timing_table(f"Winograd F(2x2, 3x3) vs im2col in the fast convolution ({cfg.device})", rows,
-                         ["im2col", "winograd"], ratios=[("winograd", "im2col")], notes=notes)], []
+             "By default Winograd is off (chunked_conv.WINOGRAD_MIN_CHANNELS = None); here it is forced on.",
+             f"shifted GEMMs, forced on here, are the default up to shifted_gemm.MAX_CHANNELS = "
+             f"{shifted_gemm.MAX_CHANNELS} channels where NumPy's BLAS can be called directly (CPU only; on the "
+             "GPU the first two columns are the same im2col); im2col: the padded-width columns.",
+             "All three were first checked equal (y, dx, dw) on the same inputs."]
+    return [timing_table(f"Shifted GEMMs, im2col and Winograd F(2x2, 3x3) in the fast convolution ({cfg.device})",
+                         rows, list(BRANCHES), ratios=[("im2col", "shifted GEMMs"), ("winograd", "shifted GEMMs")],
+                         notes=notes)], []

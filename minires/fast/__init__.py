@@ -11,6 +11,8 @@ arguments, same saved state where it matters, the same function up to float roun
     memory.py         reused column buffers (workspaces); glibc asked to keep freed memory
     layout.py         blocks of rows of an activation (BLOCK_BYTES), map_rows
     chunked_conv.py   ChunkedConv2d: chunks of images, padded-width columns, dx without col2im
+    shifted_gemm.py   stride-1 "same" convolutions as kh*kw GEMMs on shifted windows: no im2col
+    blas.py           GEMM that accumulates (C += A @ B) and GEMMs over windows, from NumPy's BLAS
     blocked_norm.py   BlockedBatchNorm: blocks of channels, pairwise sums
     blocked_relu.py   BlockedReLU: blocks of rows
     winograd.py       Winograd F(2x2, 3x3) for stride-1 3x3 convolutions (off by default: see below)
@@ -28,6 +30,15 @@ Why each of them pays:
   from cache, and the chunks run side by side on the threads, each with a one-thread BLAS (NumPy
   releases the GIL in both). The chunking depends only on the sizes, so the numbers are
   bit-identical on any thread count. On the GPU one chunk is the whole batch.
+- Shifted GEMMs for stride-1 "same" convolutions of up to 128 channels (``shifted_gemm.py``;
+  every 3x3 convolution of a CIFAR ResNet but the stride-2 ones). A kernel offset (i, j) only shifts where the input is read: on a
+  layout whose padding rows and columns are shared between neighbours, that shift is i*Wp + j
+  numbers, so y = sum_{i,j} W[:, :, i, j] @ X[:, i*Wp + j:][:, :L], kh*kw GEMMs that read the
+  input where it lies and add into y in BLAS itself (beta = 1, ``blas.py``: NumPy's matmul cannot
+  accumulate). No columns are written at all; the weight gradient is kh*kw GEMMs over the same
+  windows, and dx the same sum with the flipped kernel. Where NumPy's BLAS cannot be called that
+  way, and above 128 channels (where the extra outputs computed on the shared padding cost more
+  multiplications than the copies save), the padded-width columns below do the work.
 - Padded-width columns for stride 1 (``chunked_conv.im2col_wide``). im2col's copy is bound by the
   number of runs it copies (N*OH runs of OW numbers per row). Computing the output on the padded
   width makes each row of the columns one run per image, 3-5x faster to copy; the few extra
@@ -37,7 +48,7 @@ Why each of them pays:
 - Not on by default: Winograd's minimal filtering F(2x2, 3x3) (``winograd.py``, a branch of
   ``chunked_conv`` behind ``WINOGRAD_MIN_CHANNELS``): 16 multiplications per 2x2 output tile
   instead of 36, as 16 GEMMs over transformed tiles. Its transforms are extra memory passes, and
-  ``python -m benchmarks winograd`` found it slower than the padded-width columns at every width.
+  ``python -m benchmarks winograd`` found it slower than the default at every width.
 - 1x1 stride-1 convolutions (the bottleneck's) skip im2col: the channel-major activation already
   is the column matrix.
 - Small reused workspaces hold the columns, one per thread (``memory.py``); the backward rebuilds

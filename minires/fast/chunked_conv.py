@@ -16,6 +16,10 @@ numbers per image (3-5x faster to copy). The Wp - OW extra outputs per row (kw -
 one for a 3x3 "same" convolution) wrap around into the next row: garbage, which the GEMM computes
 (it grows by Wp/OW) and ``drop_wrapped`` leaves out of the result.
 
+Stride-1 "same" convolutions (odd square kernels, p = (k - 1)/2) of up to ``shifted_gemm.MAX_CHANNELS``
+channels skip columns altogether: they are sums of shifted GEMMs (``shifted_gemm.py``), whenever
+NumPy's BLAS can be called directly.
+
 Input gradient without col2im (stride 1): dx is a convolution of dy with the kernel flipped in
 space and its in/out channels swapped, with padding kh - 1 - p: another contiguous gather and
 GEMM instead of col2im's scatter-add.
@@ -95,8 +99,9 @@ class ChunkedConv2d(Conv2d):
     per-thread workspaces (``memory.workspace``), rebuilt in the backward rather than kept.
 
     Shortcuts, all exact: a 1x1 stride-1 convolution needs no im2col (its columns are x itself,
-    viewed as (C, N*H*W)); other stride-1 convolutions build their columns on the padded width
-    (``im2col_wide``); and for stride 1 the input gradient is computed as a convolution of dy with
+    viewed as (C, N*H*W)); a stride-1 "same" convolution is a sum of shifted GEMMs with no
+    columns (``shifted_gemm.py``, whenever ``blas.available()``); other stride-1 convolutions build
+    their columns on the padded width (``im2col_wide``); and for stride 1 the input gradient is computed as a convolution of dy with
     the flipped kernel (a gather: im2col + GEMM) instead of GEMM + col2im (a scatter-add), which
     moves less memory. ``im2col`` and ``col2im`` serve every other stride. When ``uses_winograd``
     (off by default), stride-1 3x3 convolutions compute the forward and the input gradient with

@@ -33,15 +33,25 @@ from . import blas
 from .memory import workspace
 from .threads import map_chunks
 
+MAX_CHANNELS = 128
+"""Convolutions with more input or output channels than this keep the padded-width columns.
+
+The garbage outputs cost (H + p)(W + p)/(HW) times the multiplications, and with many channels
+the GEMMs, not the copies, take the time: ``python -m benchmarks winograd`` (idle Intel Xeon,
+AVX-512) found these GEMMs 1.25x / 1.12x / 1.02x faster than the columns at 16 / 64 / 128
+channels, even at 256 channels of 8x8, and 1.43x slower at 512 channels of 7x7. 0 turns them off.
+"""
+
 # Chunks of images whose buffers (input, output and, in the backward, dY) take at most this many
 # bytes: small enough to stay in a core's cache between the copy in and the GEMMs.
 CHUNK_BYTES = 2 << 20
 
 
 def applies(x, w, stride, padding):
-    """True when this file computes the convolution: CPU float arrays, stride 1, odd square "same" kernel > 1."""
+    """True when this file computes the convolution: CPU float arrays, stride 1, odd square "same"
+    kernel > 1, at most MAX_CHANNELS channels in and out, and a BLAS to call (``blas.available``)."""
     C_out, C, kh, kw = w.shape
-    return (stride == 1 and kh == kw > 1 and kh % 2 == 1 and 2 * padding == kh - 1
+    return (max(C, C_out) <= MAX_CHANNELS and stride == 1 and kh == kw > 1 and kh % 2 == 1 and 2 * padding == kh - 1
             and not backend.is_gpu_array(x) and x.dtype == w.dtype
             and x.dtype in (np.float32, np.float64) and blas.available())
 

@@ -82,7 +82,7 @@ def test_float32_error_is_no_larger_than_im2cols(rng):
     assert err["shifted"] <= 2 * err["im2col"], err
 
 
-def test_applies_only_to_cpu_float_same_convolutions_with_a_blas(monkeypatch):
+def test_applies_only_to_cpu_float_same_convolutions_of_few_channels_with_a_blas(monkeypatch):
     x, w = np.zeros((2, 3, 5, 5)), np.zeros((4, 3, 3, 3))
     assert shifted_gemm.applies(x, w, 1, 1)
     assert shifted_gemm.applies(x.astype(np.float32), w.astype(np.float32), 1, 1)
@@ -93,5 +93,8 @@ def test_applies_only_to_cpu_float_same_convolutions_with_a_blas(monkeypatch):
     assert not shifted_gemm.applies(x, np.zeros((4, 3, 3, 1)), 1, 1)       # not square
     assert not shifted_gemm.applies(x.astype(np.float32), w, 1, 1)         # mixed dtypes
     assert not shifted_gemm.applies(x.astype(np.float16), w.astype(np.float16), 1, 1)
+    wide = np.zeros((2, shifted_gemm.MAX_CHANNELS + 1, 5, 5))
+    assert not shifted_gemm.applies(wide, np.zeros((4, wide.shape[1], 3, 3)), 1, 1)  # many channels: columns
+    assert not shifted_gemm.applies(x, np.zeros((wide.shape[1], 3, 3, 3)), 1, 1)
     monkeypatch.setattr(blas, "available", lambda: False)
     assert not shifted_gemm.applies(x, w, 1, 1)                            # no BLAS to call: wide columns
