@@ -170,12 +170,16 @@ if QUICK:
 # %% [markdown]
 # **What the full run shows.** The reference run of this recipe, `python -m minires degradation`
 # for seeds 0, 1 and 2, is in `lessons/figures/degradation.md`, with the table above for all
-# twelve nets, the claims checked, and the CPU and BLAS that made it. Compare your table with it:
-# on the same kind of machine the numbers should agree to the bit; on another CPU single runs
-# move, as if the seed had changed, and the claims are what should carry over.
-# `lessons/figures/degradation-avx512.md` is the same command on an Intel CPU with AVX-512: there
-# plain-56's single runs moved by 6 to 10 points, the other nets' by at most 1.4, and all three
-# claims held in every seed again. Before this recipe,
+# twelve nets, the claims checked, and the CPU and BLAS that made it (an Intel Xeon with
+# AVX-512). Compare your table with it: on the same kind of machine, with this version of
+# minires, the numbers should agree to the bit; on another CPU, or with another order of
+# summation in the convolution, single runs move, as if the seed had changed, and the claims are
+# what should carry over. Two runs made by an earlier version, which computed every convolution
+# as im2col columns and one GEMM, show it: `lessons/figures/degradation-avx512.md` (the same kind
+# of Intel CPU) and `lessons/figures/degradation-amd.md` (an AMD CPU with AVX2). Against the
+# reference, plain-56's single runs differ by up to 11 and 16 points of training error, the other
+# nets' by at most 0.5 (and 1.4 points of test error), and all three claims held in every seed in
+# both. Before this recipe,
 # the paper's lr of 0.1 at batch 64 for 20 epochs made ResNet-56 stall high above ResNet-20 in
 # some seeds, even with the warm-up: one run on one seed could then make the residual net look
 # degraded too. That is why the claims are checked in every seed, and why the recipe was chosen on
@@ -187,8 +191,9 @@ if QUICK:
 #   few hundred to a few thousand SGD steps, against the paper's 64,000. A net that fails here may
 #   only be slow to start.
 # * **Another CPU moves single runs.** The numbers above are bit-for-bit reproducible on one
-#   machine, but another CPU or BLAS rounds some sums differently, and training amplifies that
-#   into the spread of another seed. The claims are checked in every seed for that reason.
+#   machine, but another CPU or BLAS, or another order of summation in the convolution, rounds
+#   some sums differently, and training amplifies that into the spread of another seed. The
+#   claims are checked in every seed for that reason.
 # * **Training error is the measure of degradation.** Test error mixes in generalisation, and on
 #   359 images it is noisy.
 #

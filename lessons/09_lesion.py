@@ -186,8 +186,8 @@ if QUICK:
 #   block the old channels, subsampled, and zeros in all the new ones, which only that block's
 #   residual function filled.
 # * In the plain net, does one deletion send the error toward chance (90%)?
-# * Which blocks are the exceptions? In the README's run the first block after the stem costs
-#   the most, in both ResNets.
+# * Which blocks are the exceptions? In the README's run the first two blocks after the stem
+#   cost the most, in both ResNets (in ResNet-56 the first, in ResNet-20 the second).
 #
 # **Our plain baseline is not Veit's.** Veit's plain net (a VGG-style network) had no batch
 # normalisation; ours keeps a BN after every conv, as the paper's plain nets do (sec. 4.1). BN

@@ -176,13 +176,15 @@ if QUICK:
 # Read the table with Li et al.'s claim in mind: at the deeper depth, is the plain net's basin
 # narrower and are clearly negative curvatures near its minimum more common than the ResNet's,
 # while at the shallower depth the two are alike? In the README's run of `python -m minires
-# landscape` (21 x 21, 128 images) they are: the 20-layer pair are both bowls, and plain-56's
-# contours break up into islands while ResNet-56 stays a bowl. But plain-56 had not trained there,
-# which the next paragraph explains.
+# landscape` (21 x 21, 128 images) the basins are: the 20-layer pair are both bowls, and
+# plain-56's contours are ragged around a basin of under 1% of the grid while ResNet-56 stays a
+# bowl. The curvature count is not: none of the few points near plain-56's minimum curves clearly
+# down, and earlier runs of the same command disagreed on it, so read it as the most fragile of
+# the measures. And plain-56 had not trained there, which the next paragraph explains.
 #
 # Keep in mind how much smaller this is than the paper's setting. Li et al. trained on CIFAR-10
 # for 300 epochs and plotted a 51 x 51 grid of the loss over all 50,000 training images; here the
-# nets trained for 20 short epochs on 8x8 digits and the loss is over 128 images. A plain-56
+# nets trained for 30 short epochs on 8x8 digits and the loss is over 128 images. A plain-56
 # that has not finished training sits on a slope rather than in a minimum, and a picture around
 # it says more about where training stopped than about the landscape near a minimum. Two random
 # directions are a two-dimensional glimpse of a space of hundreds of thousands of dimensions
