@@ -25,7 +25,8 @@
 # 4. say why minires lays its columns out as (C*kh*kw, N*OH*OW) and keeps activations channel-major;
 # 5. read minires's reference `Conv2d` line by line, and say what its fast twin in `minires/fast/` changes;
 # 6. compute a 3x3 convolution with Winograd's F(2x2, 3x3), 16 multiplications per 2x2 output tile
-#    instead of 36, and say why minires leaves it off by default.
+#    instead of 36, and say why minires leaves it off by default;
+# 7. write a "same" convolution as a sum of k*k shifted GEMMs that read the input where it lies.
 #
 # Open as a notebook with `jupytext --to notebook lessons/02_convolution.py`, run cell by cell in
 # VS Code, or run `python lessons/02_convolution.py`. `MINIRES_QUICK=1` makes it take seconds.
@@ -209,8 +210,8 @@ print("gradcheck conv2d 3x3/2, padding 1:", mr.gradcheck(lambda x, w: F.conv2d(x
 # ## 4. How much faster?
 #
 # We time the loops, our three-line `conv2d_im2col`, and `F.conv2d` (its fast twin by default, which
-# adds reused column buffers, padded-width columns and, on large batches, chunks of images spread
-# over the CPU cores) on a few small 3x3 layers.
+# adds reused column buffers, shifted GEMMs that need no columns (section 8) and, on large
+# batches, chunks of images spread over the CPU cores) on a few small 3x3 layers.
 # Each figure is the median of a few runs on whatever machine this is. The numbers illustrate
 # the gap and are not a benchmark (for that, see `benchmarks/`). On layers this small, F.conv2d's
 # fixed cost per call (argument checks, wrapping the result in a Tensor) can outweigh what its
@@ -319,7 +320,8 @@ show(fig, "02_memory.png")
 # the memory of a ResNet several times. minires therefore *recomputes* the columns in the
 # backward pass, a cheap copy that saves a lot of memory: the reference `Conv2d` above calls
 # `im2col(x)` again in its backward, and the fast twin rebuilds them chunk by chunk in small
-# per-thread buffers that every convolution reuses (`minires/fast/memory.py`).
+# per-thread buffers that every convolution reuses (`minires/fast/memory.py`), or, for the 3x3
+# "same" convolutions of a CIFAR ResNet, writes no columns at all (section 8).
 #
 # ## 6. Why the column layout matters
 #
@@ -628,17 +630,18 @@ for C in (16, 512):
 # compute the forward and dx; the weight gradient keeps the columns.
 #
 # `python -m benchmarks winograd` times a 3x3 "same" convolution's forward and backward inside
-# minires's fast convolution, with the Winograd branch forced on and then off. On an idle Intel
-# Xeon with AVX-512 (OpenBLAS 0.3.31, SkylakeX kernel, NumPy 2.4.6, 2 threads; as part of
-# `python -m benchmarks all --repeats 7`), Winograd's time over im2col's was:
+# minires's fast convolution, with the Winograd branch forced on and with the im2col columns
+# (and a third way, section 8's). On an idle Intel Xeon with AVX-512 (OpenBLAS 0.3.31, SkylakeX
+# kernel, NumPy 2.4.6, 2 threads; as part of `python -m benchmarks all --repeats 7`), Winograd's
+# time over im2col's was:
 #
 # | layer (batch, channels, size) | winograd / im2col |
 # |---|---:|
-# | N32 16ch 32x32 | 1.61x |
-# | N32 64ch 16x16 | 1.53x |
-# | N32 128ch 16x16 | 1.28x |
-# | N32 256ch 8x8 | 1.57x |
-# | N16 512ch 7x7 | 2.53x |
+# | N32 16ch 32x32 | 1.46x |
+# | N32 64ch 16x16 | 1.49x |
+# | N32 128ch 16x16 | 1.27x |
+# | N32 256ch 8x8 | 1.56x |
+# | N16 512ch 7x7 | 2.75x |
 #
 # Slower at every width measured, so it stays off: `chunked_conv.WINOGRAD_MIN_CHANNELS = None` in
 # `minires/fast/chunked_conv.py`. `benchmarks/README.md` has the figures. To try it on your own
@@ -652,21 +655,22 @@ for C in (16, 512):
 # not a benchmark.
 
 # %%
-from minires.fast import chunked_conv
+from minires.fast import chunked_conv, shifted_gemm
 
 N, C, H = (4, 64, 16) if QUICK else (32, 64, 16)
 xb = rng.standard_normal((N, C, H, H)).astype(np.float32)
 wb = (rng.standard_normal((C, C, 3, 3)) / np.sqrt(9 * C)).astype(np.float32)
 gyb = rng.standard_normal(xb.shape).astype(np.float32)
-saved = chunked_conv.WINOGRAD_MIN_CHANNELS
+saved, saved_shifted = chunked_conv.WINOGRAD_MIN_CHANNELS, shifted_gemm.MAX_CHANNELS
 try:
+    shifted_gemm.MAX_CHANNELS = 0  # the im2col columns, not section 8's shifted GEMMs
     chunked_conv.WINOGRAD_MIN_CHANNELS = None
     t_im2col, dx_im2col, dw_im2col = forward_backward_time(False, xb, wb, gyb, 3 if QUICK else 5)
     chunked_conv.WINOGRAD_MIN_CHANNELS = 64
     assert chunked_conv.uses_winograd(C, C, 3, 3, 1, 1)
     t_wino, dx_wino, dw_wino = forward_backward_time(False, xb, wb, gyb, 3 if QUICK else 5)
 finally:
-    chunked_conv.WINOGRAD_MIN_CHANNELS = saved
+    chunked_conv.WINOGRAD_MIN_CHANNELS, shifted_gemm.MAX_CHANNELS = saved, saved_shifted
 assert np.allclose(dx_wino, dx_im2col, rtol=1e-3, atol=1e-4)
 assert np.allclose(dw_wino, dw_im2col, rtol=1e-3, atol=1e-3)
 print(f"{N}x{C}x{H}x{H}, 3x3, forward + backward on this machine: im2col {t_im2col * 1e3:.1f} ms, "
@@ -674,6 +678,54 @@ print(f"{N}x{C}x{H}x{H}, 3x3, forward + backward on this machine: im2col {t_im2c
       "same dx and dW to float32 rounding")
 
 # %% [markdown]
+# ## 8. No columns at all: a sum of shifted GEMMs
+#
+# im2col copies every input value k*k times so that one GEMM can read it. But a kernel tap (i, j)
+# only changes *where* the input is read: output (r, q) reads xpad[r + i, q + j]. If the padded
+# input is laid out so that this shift is the same distance in memory for every output, each
+# tap's product can read the input where it already lies:
+#
+#     y = sum over (i, j) of  W[:, :, i, j] @ X[:, i*Wp + j : i*Wp + j + L]
+#
+# k*k GEMMs with K = C each, instead of one with K = C*k*k, and no columns. The layout
+# (`minires/fast/shifted_gemm.py`) is a "same" convolution's padded input with its padding
+# *shared*: rows of Wp = W + 1 numbers (a row's zero at the end is also the next row's left
+# padding) and H + 1 rows per image (the zero row under one image is the one above the next),
+# flattened per channel. The outputs are computed on that (H + 1) x (W + 1) grid; those in the
+# extra row and column read across a border, are garbage, and are dropped. Here it is with plain
+# NumPy, checked against the reference convolution:
+
+# %%
+N, C, H, C_out = 2, 3, 5, 4
+xs = rng.standard_normal((N, C, H, H))
+ws = rng.standard_normal((C_out, C, 3, 3))
+buf, start = shifted_gemm.shared_padding(xs, 3, 1, "lesson")   # (C, N*(H+1)*(H+1) + slack)
+Hs, Wp = shifted_gemm.grid(H, H, 1)                              # (H + 1, W + 1)
+L = N * Hs * Wp                                                  # outputs on the grid
+y_grid = sum(ws[:, :, i, j] @ buf[:, i * Wp + j: i * Wp + j + L] for i in range(3) for j in range(3))
+y_shift = y_grid.reshape(C_out, N, Hs, Wp)[:, :, :H, :H].swapaxes(0, 1)  # drop the garbage
+with mr.reference_ops():
+    y_ref = F.conv2d(mr.Tensor(xs), mr.Tensor(ws), padding=1).data
+# Image 0, channel 0, as rows of Wp numbers, from the buffer's second number on (its first is the
+# left padding of the first row): the zero row above, H rows each ending in its shared zero, the
+# zero row that is also the next image's top padding.
+print(np.round(buf[0, 1:1 + (Hs + 1) * Wp].reshape(Hs + 1, Wp), 2))
+print("max |shifted GEMMs - reference F.conv2d|:", np.abs(y_shift - y_ref).max())
+assert np.allclose(y_shift, y_ref, rtol=1e-12, atol=1e-12)
+
+# %% [markdown]
+# The sum above still writes each tap's product and adds it up, nine passes over y. NumPy's
+# `matmul` cannot add into its output, but BLAS's GEMM can (C = A @ B + beta C, with beta = 1), so
+# minires calls it directly (`minires/fast/blas.py`, `window_sum`), and y's tile is updated while
+# it is in registers. The weight gradient is nine GEMMs over the same windows, dW[:, :, i, j] =
+# dY @ X[:, i*Wp + j : ...]^T with dY zero on the garbage outputs, and dx is the same sum as the
+# forward with the flipped kernel. What it costs: the garbage outputs, (H + 1)(W + 1)/(HW) times
+# the multiplications (1.06x at 32x32, 1.27x at 8x8), and K = C per GEMM instead of 9C. What it
+# saves: every column copy, which at CIFAR widths costs more than the arithmetic. With many
+# channels the multiplications dominate, so minires uses it up to 128 channels
+# (`shifted_gemm.MAX_CHANNELS`) and keeps the columns above. `python -m benchmarks winograd` times
+# all three ways; the figures are in `benchmarks/README.md`.
+#
 # ## Summary
 #
 # * A convolution is N*C_out*OH*OW dot products. im2col gathers the receptive fields into a
@@ -692,6 +744,8 @@ print(f"{N}x{C}x{H}x{H}, 3x3, forward + backward on this machine: im2col {t_im2c
 # * Winograd's F(2x2, 3x3), Y = A^T[(G g G^T) * (B^T d B)]A, computes a stride-1 3x3 convolution
 #   with 16 multiplications per 2x2 output tile instead of 36, but its transforms are extra passes
 #   over memory: `minires/fast/winograd.py` was slower than im2col at every width measured, so it is off.
+# * On a layout with shared padding, a "same" convolution is k*k GEMMs over shifted windows of the
+#   input, summed in BLAS: no columns are written (`minires/fast/shifted_gemm.py`).
 #
 # ## Exercises
 #

@@ -16,7 +16,7 @@ padding of the next row) and Hs = H + p rows per image (the p zero rows below on
 padding above the next), after p*Wp + p zeros. Output t = (m*Hs + r)*Wp + q of image m reads,
 for offset (i, j), element t + i*Wp + j: every offset is one window of the same buffer. The
 outputs with r >= H or q >= W read across a border: garbage, computed and dropped, which is
-(H + p)(W + p)/(HW) times the work (1.07x at 32x32, 1.27x at 8x8 for 3x3).
+(H + p)(W + p)/(HW) times the work (1.06x at 32x32, 1.27x at 8x8 for 3x3).
 
 Backward, on the same grid:
 
