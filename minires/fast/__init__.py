@@ -31,9 +31,9 @@ Why each of them pays:
   releases the GIL in both). The chunking depends only on the sizes, so the numbers are
   bit-identical on any thread count. On the GPU one chunk is the whole batch.
 - Shifted GEMMs for stride-1 "same" convolutions of up to 128 channels (``shifted_gemm.py``;
-  every 3x3 convolution of a CIFAR ResNet but the stride-2 ones). A kernel offset (i, j) only shifts where the input is read: on a
-  layout whose padding rows and columns are shared between neighbours, that shift is i*Wp + j
-  numbers, so y = sum_{i,j} W[:, :, i, j] @ X[:, i*Wp + j:][:, :L], kh*kw GEMMs that read the
+  every 3x3 convolution of a CIFAR ResNet but the stride-2 ones). A kernel offset (i, j) only
+  shifts where the input is read: on a layout whose padding rows and columns are shared between
+  neighbours, that shift is i*Wp + j numbers, so y = sum_{i,j} W[:, :, i, j] @ X[:, i*Wp + j:][:, :L], kh*kw GEMMs that read the
   input where it lies and add into y in BLAS itself (beta = 1, ``blas.py``: NumPy's matmul cannot
   accumulate). No columns are written at all; the weight gradient is kh*kw GEMMs over the same
   windows, and dx the same sum with the flipped kernel. Where NumPy's BLAS cannot be called that

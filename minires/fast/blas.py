@@ -129,10 +129,7 @@ def gemm(a, b, out, accumulate=False):
         raise ValueError(f"gemm: shapes do not chain: a {a.shape} @ b {b.shape} -> out {out.shape}")
     if not out.flags.writeable:
         raise ValueError("gemm: out is read-only")
-    if np.may_share_memory(out, a) or np.may_share_memory(out, b):
-        raise ValueError("gemm: out must not share memory with a or b")
-    if not fns:
-        raise RuntimeError("gemm: no BLAS with an accumulating GEMM was found in this process")
+    _ready("gemm", fns, out, a, b)
     if out.size == 0:
         return out
     if a.shape[1] == 0:  # an empty sum: BLAS may leave out untouched
@@ -168,6 +165,14 @@ def _check_stack(where, name, m, shape, dtype):
                          f"{getattr(m, 'dtype', type(m).__name__)} {getattr(m, 'shape', '')}")
 
 
+def _ready(where, fns, out, a, b):
+    """The last checks of a series of products: out apart from a and b, and a BLAS to call."""
+    if np.may_share_memory(out, a) or np.may_share_memory(out, b):
+        raise ValueError(f"{where}: out must not share memory with a or b")
+    if not fns:
+        raise RuntimeError(f"{where}: no BLAS with an accumulating GEMM was found in this process")
+
+
 def window_sum(a, b, offsets, out):
     """out = sum_k a[k] @ b[:, o_k : o_k + N]: a (T, M, K), b (K, L) row-major, out (M, N), T offsets.
 
@@ -185,10 +190,7 @@ def window_sum(a, b, offsets, out):
     ldb = _check_windows("window_sum", b, offsets, N, dtype)
     if b.shape[0] != K:
         raise ValueError(f"window_sum: b must have K = {K} rows, got shape {b.shape}")
-    if np.may_share_memory(out, a) or np.may_share_memory(out, b):
-        raise ValueError("window_sum: out must not share memory with a or b")
-    if not fns:
-        raise RuntimeError("window_sum: no BLAS with an accumulating GEMM was found in this process")
+    _ready("window_sum", fns, out, a, b)
     if out.size == 0 or K == 0:
         out[...] = 0
         return out
@@ -216,10 +218,7 @@ def window_products(a, b, offsets, out):
     if b.shape[0] != K:
         raise ValueError(f"window_products: b must have K = {K} rows, got shape {b.shape}")
     ldb = _check_windows("window_products", b, offsets, N, dtype)
-    if np.may_share_memory(out, a) or np.may_share_memory(out, b):
-        raise ValueError("window_products: out must not share memory with a or b")
-    if not fns:
-        raise RuntimeError("window_products: no BLAS with an accumulating GEMM was found in this process")
+    _ready("window_products", fns, out, a, b)
     if out.size == 0 or N == 0:
         out[...] = 0
         return out

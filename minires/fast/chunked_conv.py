@@ -100,9 +100,9 @@ class ChunkedConv2d(Conv2d):
 
     Shortcuts, all exact: a 1x1 stride-1 convolution needs no im2col (its columns are x itself,
     viewed as (C, N*H*W)); a stride-1 "same" convolution is a sum of shifted GEMMs with no
-    columns (``shifted_gemm.py``, whenever ``blas.available()``); other stride-1 convolutions build
-    their columns on the padded width (``im2col_wide``); and for stride 1 the input gradient is computed as a convolution of dy with
-    the flipped kernel (a gather: im2col + GEMM) instead of GEMM + col2im (a scatter-add), which
+    columns (``shifted_gemm.py``, whenever ``shifted_gemm.applies``); other stride-1 convolutions
+    build their columns on the padded width (``im2col_wide``); and for stride 1 the input gradient
+    is computed as a convolution of dy with the flipped kernel (a gather: im2col + GEMM) instead of GEMM + col2im (a scatter-add), which
     moves less memory. ``im2col`` and ``col2im`` serve every other stride. When ``uses_winograd``
     (off by default), stride-1 3x3 convolutions compute the forward and the input gradient with
     Winograd's F(2x2, 3x3) instead (``winograd.py``); the weight gradient keeps the columns.
@@ -152,18 +152,23 @@ class ChunkedConv2d(Conv2d):
         return from_channels_first_2d(y, (N, C_out, OH, OW))
 
     def backward(self, gy):
+        need_x, need_w = self.needs_input_grad[:2]
+        if self.shifted:
+            gx2, gw = shifted_gemm.conv2d_backward(self.x, self.w, gy, self.padding, need_x, need_w)
+        else:
+            gx2, gw = self._backward_on_columns(gy, need_x, need_w)
+        gb = channels_first_2d(gy).sum(axis=1) if self.has_bias and self.needs_input_grad[2] else None
+        gx = from_channels_first_2d(gx2, self.x.shape) if need_x else None
+        return (gx, gw, gb) if self.has_bias else (gx, gw)
+
+    def _backward_on_columns(self, gy, need_x, need_w):
+        """(dx as a channel-major (C, N*H*W) matrix or None, dW or None), over chunks of images."""
         x, w, s, p = self.x, self.w, self.stride, self.padding
         xp = backend.get_array_module(gy)
         C_out, C, kh, kw = w.shape
         N, _, H, W = x.shape
         OH, OW = gy.shape[2], gy.shape[3]
         S, HW, w2 = OH * OW, H * W, w.reshape(C_out, -1)
-        need_x, need_w = self.needs_input_grad[:2]
-        if self.shifted:
-            gx2, gw = shifted_gemm.conv2d_backward(x, w, gy, p, need_x, need_w)
-            gb = channels_first_2d(gy).sum(axis=1) if self.has_bias and self.needs_input_grad[2] else None
-            gx = from_channels_first_2d(gx2, x.shape) if need_x else None
-            return (gx, gw, gb) if self.has_bias else (gx, gw)
         pointwise = kh == kw == 1 and s == 1 and p == 0
         flipped = s == 1 and kh == kw and p < kh and not pointwise
         winograd = need_x and uses_winograd(C, C_out, kh, kw, s, p)
@@ -200,15 +205,12 @@ class ChunkedConv2d(Conv2d):
         if winograd:
             per_image = max(C * kh * kw * S, 4 * (C + C_out) * H * W)
         parts = map_chunks(N, self._chunk(x, per_image), run)
-        gw = gb = None
+        gw = None
         if need_w:
             gw = xp.zeros(w2.shape, dtype=gy.dtype)
             for part in parts:  # in chunk order: the same sum on any number of threads
                 gw += part
             gw = gw.reshape(w.shape)
-        if self.has_bias and self.needs_input_grad[2]:
-            gb = channels_first_2d(gy).sum(axis=1)
-        gx = from_channels_first_2d(gx2, x.shape) if need_x else None
-        return (gx, gw, gb) if self.has_bias else (gx, gw)
+        return gx2, gw
 
 
