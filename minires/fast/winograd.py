@@ -23,7 +23,7 @@ computed once, and the sum over channels becomes 16 independent GEMMs, one per p
 The transforms are a few additions over whole arrays, so they cost memory passes, not
 multiplications; the method pays only when the GEMMs dominate (many channels). Its float32 error
 is of im2col's order (the transforms add and subtract before the products, but the sums over
-channels are 9x shorter): bounded in ``tests/test_winograd.py``. Works on NumPy and CuPy arrays.
+channels are 9x shorter): bounded in ``tests/fast/test_winograd.py``. Works on NumPy and CuPy arrays.
 """
 from .. import backend
 

@@ -1,7 +1,7 @@
 """Every lesson runs as a notebook, the way ``pip install -e '.[lessons]'`` users open it: converted
 by jupytext, executed cell by cell in a Jupyter kernel by ``jupyter nbconvert --execute``, in
 quick mode. Needs the ``lessons`` extra (jupytext, nbconvert, a kernel); without it the tests skip
-and say so (CI installs only ``.[dev]``, and tests/test_lessons.py still runs every lesson as a
+and say so (CI installs only ``.[dev]``, and tests/lessons/test_lessons.py still runs every lesson as a
 script there)."""
 import importlib.util
 import os
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-LESSONS_DIR = Path(__file__).resolve().parent.parent / "lessons"
+LESSONS_DIR = Path(__file__).resolve().parents[2] / "lessons"
 LESSONS = sorted(LESSONS_DIR.glob("[0-9][0-9]_*.py"))
 MISSING = [name for name in ("jupytext", "nbconvert", "ipykernel") if importlib.util.find_spec(name) is None]
 

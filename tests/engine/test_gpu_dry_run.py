@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-FAKE = Path(__file__).resolve().parent / "fake_cupy"
+FAKE = Path(__file__).resolve().parents[1] / "fake_cupy"
 
 SCRIPT = r"""
 import numpy as np

@@ -13,7 +13,7 @@ import minires as mr
 from minires import functional as F
 
 # benchmarks/ is a top-level folder of the repository, not part of the installed package.
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 from benchmarks import bn, conv, load, memory, profile, references as ref, step  # noqa: E402
 from benchmarks.harness import Config, Device, assert_close  # noqa: E402
