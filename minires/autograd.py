@@ -10,6 +10,7 @@ twice receives the sum of both contributions.
 After a backward each function drops its parents and saved arrays, so the graph's memory is
 returned at once; ``backward(retain_graph=True)`` keeps it for a second pass.
 """
+
 import contextlib
 import weakref
 
@@ -59,18 +60,22 @@ def _as_float_array(data, dtype):
             if data.dtype.kind != "f":
                 raise TypeError(
                     f"Tensor(data) needs floating-point data, got an array of dtype {data.dtype}; "
-                    "pass dtype='float32' to convert it")
+                    "pass dtype='float32' to convert it"
+                )
             dtype = backend.check_float_dtype(data.dtype, "Tensor data dtype")
         return data if data.dtype == dtype else data.astype(dtype)
     # Python scalars and (nested) lists become float32 arrays, as in PyTorch.
     array = np.asarray(data)
     if array.dtype.kind not in "biuf":
-        raise TypeError(f"Tensor(data) needs numbers, got {type(data).__name__} of dtype {array.dtype}")
+        raise TypeError(
+            f"Tensor(data) needs numbers, got {type(data).__name__} of dtype {array.dtype}"
+        )
     return array.astype(dtype or backend.DEFAULT_DTYPE)
 
 
 class Tensor:
-    """An array plus what autograd needs: ``grad``, ``requires_grad`` and the ``grad_fn`` that made it.
+    """An array plus what autograd needs: ``grad``, ``requires_grad`` and the ``grad_fn`` that
+    made it.
 
     ``data`` is a NumPy (device "cpu") or CuPy (device "gpu") array of float32 or float64.
     A tensor made by the user is a *leaf*; its ``grad`` accumulates over ``backward`` calls
@@ -93,7 +98,14 @@ class Tensor:
     def _wrap(cls, data):
         """A tensor around an array an op produced (already validated): no conversion, no copy."""
         t = cls.__new__(cls)
-        t.data, t.grad, t.requires_grad, t.grad_fn, t.name, t._leaf_hooks = data, None, False, None, None, None
+        t.data, t.grad, t.requires_grad, t.grad_fn, t.name, t._leaf_hooks = (
+            data,
+            None,
+            False,
+            None,
+            None,
+            None,
+        )
         return t
 
     # -- array-like properties ------------------------------------------------------------------
@@ -108,9 +120,14 @@ class Tensor:
         return len(self.data)
 
     def __repr__(self):
-        extra = f", grad_fn={type(self.grad_fn).__name__}" if self.grad_fn is not None else (
-            ", requires_grad=True" if self.requires_grad else "")
-        body = np.array2string(backend.as_numpy(self.data), precision=4, threshold=20, prefix="Tensor(")
+        extra = (
+            f", grad_fn={type(self.grad_fn).__name__}"
+            if self.grad_fn is not None
+            else (", requires_grad=True" if self.requires_grad else "")
+        )
+        body = np.array2string(
+            backend.as_numpy(self.data), precision=4, threshold=20, prefix="Tensor("
+        )
         dev = ", device='gpu'" if self.device == "gpu" else ""
         return f"Tensor({body}, dtype={self.dtype}{dev}{extra})"
 
@@ -156,7 +173,9 @@ class Tensor:
         Returns a handle with ``remove()``.
         """
         if not self.requires_grad:
-            raise RuntimeError("register_hook on a tensor that does not require grad: no gradient will reach it")
+            raise RuntimeError(
+                "register_hook on a tensor that does not require grad: no gradient will reach it"
+            )
         hooks = self.grad_fn.hooks if self.grad_fn is not None else self._leaf_hooks
         if hooks is None:
             hooks = self._leaf_hooks = []
@@ -182,51 +201,103 @@ class Tensor:
         ``grad`` is the upstream gradient dL/dself; it may be omitted only for a one-element tensor.
         """
         if not self.requires_grad:
-            raise RuntimeError("backward() on a tensor that does not require grad and has no grad_fn")
+            raise RuntimeError(
+                "backward() on a tensor that does not require grad and has no grad_fn"
+            )
         xp = backend.get_array_module(self.data)
         if grad is None:
             if self.size != 1:
                 raise RuntimeError(
-                    f"backward() without a grad argument needs a one-element tensor, got shape {self.shape}; "
-                    "pass grad=dL/dself of the same shape")
+                    "backward() without a grad argument needs a one-element tensor, "
+                    f"got shape {self.shape}; "
+                    "pass grad=dL/dself of the same shape"
+                )
             grad = xp.ones_like(self.data)
         else:
             grad = grad.data if isinstance(grad, Tensor) else grad
             if backend.device_of(grad) != self.device:
-                raise ValueError(f"backward(grad): grad is on {backend.device_of(grad)}, the tensor on {self.device}")
+                raise ValueError(
+                    f"backward(grad): grad is on {backend.device_of(grad)}, "
+                    f"the tensor on {self.device}"
+                )
             grad = xp.asarray(grad, dtype=self.dtype)
             if grad.shape != self.shape:
-                raise ValueError(f"backward(grad): grad has shape {grad.shape}, expected {self.shape}")
+                raise ValueError(
+                    f"backward(grad): grad has shape {grad.shape}, expected {self.shape}"
+                )
         _run_backward(self, grad, retain_graph)
 
     # -- operators ------------------------------------------------------------------------------
-    def __add__(self, other): return _basic.add(self, other)
-    def __radd__(self, other): return _basic.add(other, self)
-    def __sub__(self, other): return _basic.sub(self, other)
-    def __rsub__(self, other): return _basic.sub(other, self)
-    def __mul__(self, other): return _basic.mul(self, other)
-    def __rmul__(self, other): return _basic.mul(other, self)
-    def __truediv__(self, other): return _basic.div(self, other)
-    def __rtruediv__(self, other): return _basic.div(other, self)
-    def __neg__(self): return _basic.neg(self)
-    def __pow__(self, exponent): return _basic.pow(self, exponent)
-    def __matmul__(self, other): return _basic.matmul(self, other)
-    def __rmatmul__(self, other): return _basic.matmul(other, self)
-    def __getitem__(self, index): return _basic.getitem(self, index)
+    def __add__(self, other):
+        return _basic.add(self, other)
 
-    def sum(self, axis=None, keepdims=False): return _basic.sum(self, axis, keepdims)
-    def mean(self, axis=None, keepdims=False): return _basic.mean(self, axis, keepdims)
-    def max(self, axis=None, keepdims=False): return _basic.max(self, axis, keepdims)
-    def exp(self): return _basic.exp(self)
-    def log(self): return _basic.log(self)
-    def maximum(self, other): return _basic.maximum(self, other)
-    def broadcast_to(self, shape): return _basic.broadcast_to(self, shape)
+    def __radd__(self, other):
+        return _basic.add(other, self)
+
+    def __sub__(self, other):
+        return _basic.sub(self, other)
+
+    def __rsub__(self, other):
+        return _basic.sub(other, self)
+
+    def __mul__(self, other):
+        return _basic.mul(self, other)
+
+    def __rmul__(self, other):
+        return _basic.mul(other, self)
+
+    def __truediv__(self, other):
+        return _basic.div(self, other)
+
+    def __rtruediv__(self, other):
+        return _basic.div(other, self)
+
+    def __neg__(self):
+        return _basic.neg(self)
+
+    def __pow__(self, exponent):
+        return _basic.pow(self, exponent)
+
+    def __matmul__(self, other):
+        return _basic.matmul(self, other)
+
+    def __rmatmul__(self, other):
+        return _basic.matmul(other, self)
+
+    def __getitem__(self, index):
+        return _basic.getitem(self, index)
+
+    def sum(self, axis=None, keepdims=False):
+        return _basic.sum(self, axis, keepdims)
+
+    def mean(self, axis=None, keepdims=False):
+        return _basic.mean(self, axis, keepdims)
+
+    def max(self, axis=None, keepdims=False):
+        return _basic.max(self, axis, keepdims)
+
+    def exp(self):
+        return _basic.exp(self)
+
+    def log(self):
+        return _basic.log(self)
+
+    def maximum(self, other):
+        return _basic.maximum(self, other)
+
+    def broadcast_to(self, shape):
+        return _basic.broadcast_to(self, shape)
 
     def reshape(self, *shape):
-        return _basic.reshape(self, shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape)
+        return _basic.reshape(
+            self, shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
+        )
 
     def transpose(self, *axes):
-        return _basic.transpose(self, axes[0] if len(axes) == 1 and isinstance(axes[0], (tuple, list)) else (axes or None))
+        return _basic.transpose(
+            self,
+            axes[0] if len(axes) == 1 and isinstance(axes[0], (tuple, list)) else (axes or None),
+        )
 
     @property
     def T(self):
@@ -234,7 +305,8 @@ class Tensor:
 
 
 class HookHandle:
-    """What ``Tensor.register_hook`` returns: ``handle.remove()`` unregisters the hook (again: no-op)."""
+    """What ``Tensor.register_hook`` returns: ``handle.remove()`` unregisters the hook
+    (again: no-op)."""
 
     def __init__(self, hooks, hook):
         self.hooks, self.hook = hooks, hook
@@ -245,7 +317,8 @@ class HookHandle:
 
 
 class Function:
-    """One recorded op. Subclasses define ``forward(*arrays) -> array`` and ``backward(gy) -> grads``.
+    """One recorded op. Subclasses define ``forward(*arrays) -> array`` and
+    ``backward(gy) -> grads``.
 
     ``backward`` receives dL/dy (an array shaped like the output) and returns one gradient per
     input, shaped like that input, or None where ``self.needs_input_grad[i]`` is False.
@@ -267,7 +340,8 @@ class Function:
                 raise not_a_tensor(type(self).__name__, i, x)
         _check_same_device_and_dtype(type(self).__name__, inputs)
         y = self.forward(*[x.data for x in inputs])
-        if isinstance(y, np.generic):  # NumPy reductions to a scalar return np.float32, not an array
+        # NumPy reductions to a scalar return np.float32, not an array
+        if isinstance(y, np.generic):
             y = np.asarray(y)
         out = Tensor._wrap(y)
         if _Config.grad_enabled and any(x.requires_grad for x in inputs):
@@ -292,8 +366,13 @@ class Function:
 
 
 def not_a_tensor(name, i, x):
-    """The TypeError for an op handed something other than a Tensor as input ``i``: says what to pass."""
-    kind = type(x).__module__.split(".")[0] + "." + type(x).__name__ if hasattr(x, "__array__") else type(x).__name__
+    """The TypeError for an op handed something other than a Tensor as input ``i``: says what
+    to pass."""
+    kind = (
+        type(x).__module__.split(".")[0] + "." + type(x).__name__
+        if hasattr(x, "__array__")
+        else type(x).__name__
+    )
     hint = "mr.Tensor(array)" if hasattr(x, "__array__") else "mr.Tensor(value)"
     return TypeError(f"{name}: input {i} is a {kind}, not a Tensor; wrap it: {hint}")
 
@@ -305,11 +384,13 @@ def _check_same_device_and_dtype(name, inputs):
         if backend.is_gpu_array(x.data) != on_gpu:
             raise RuntimeError(
                 f"{name}: input 0 is on {backend.device_of(first)} but input {i} is on "
-                f"{backend.device_of(x.data)}; move them to one device with .to(device)")
+                f"{backend.device_of(x.data)}; move them to one device with .to(device)"
+            )
         if x.data.dtype != first.dtype:
             raise TypeError(
                 f"{name}: input 0 is {first.dtype} but input {i} is {x.data.dtype}; "
-                "minires does not promote dtypes silently, convert one with .to(dtype)")
+                "minires does not promote dtypes silently, convert one with .to(dtype)"
+            )
 
 
 def topological_order(root):
@@ -352,15 +433,18 @@ def _run_backward(root, grad, retain_graph):
     if root.grad_fn.parents is None:
         raise RuntimeError(
             "backward through a graph that a previous backward already freed; "
-            "call backward(retain_graph=True) the first time to go through it twice")
+            "call backward(retain_graph=True) the first time to go through it twice"
+        )
     order = topological_order(root.grad_fn)
     grads, owned = {root.grad_fn: grad}, set()
     leaf_grads, leaves = {}, {}
     for fn in order:
         if fn.parents is None:
             raise RuntimeError(
-                f"backward reached a {type(fn).__name__} whose graph a previous backward already freed; "
-                "use retain_graph=True on the first backward")
+                f"backward reached a {type(fn).__name__} whose graph "
+                "a previous backward already freed; "
+                "use retain_graph=True on the first backward"
+            )
         gy = grads.pop(fn)
         for hook in fn.hooks:
             new = hook(gy)
@@ -373,8 +457,10 @@ def _run_backward(root, grad, retain_graph):
             if not needed or gx is None:
                 continue
             if gx.shape != shape:  # a wrong backward should fail here, not deep in a later op
-                raise RuntimeError(f"{type(fn).__name__}.backward returned a gradient of shape {gx.shape} "
-                                   f"for an input of shape {shape}")
+                raise RuntimeError(
+                    f"{type(fn).__name__}.backward returned a gradient of shape {gx.shape} "
+                    f"for an input of shape {shape}"
+                )
             if isinstance(p, Function):
                 _accumulate(grads, owned, p, gx)
             else:
@@ -393,7 +479,8 @@ def _deliver_to_leaves(leaves, leaf_grads):
             if new is not None:
                 g = new
         if x.grad is None:
-            # A leaf's grad is the user's (and the optimizer's) to modify: give it an array of its own.
+            # A leaf's grad is the user's (and the optimizer's) to modify: give it an array of
+            # its own.
             xp = backend.get_array_module(g)
             x.grad = xp.array(g, dtype=x.dtype, copy=True)
         else:

@@ -7,6 +7,7 @@ a CPU-only machine never needs it installed.
 Devices are named ``"cpu"`` (NumPy) and ``"gpu"`` (CuPy, the current CUDA device). CPU threads
 and memory, which make the ops fast, live in ``minires/fast/`` (``threads.py``, ``memory.py``).
 """
+
 import numpy as np
 
 DEVICES = ("cpu", "gpu")
@@ -25,7 +26,8 @@ def _import_cupy():
         except ImportError as e:  # pragma: no cover - depends on the machine
             raise RuntimeError(
                 "device 'gpu' needs CuPy and a CUDA GPU: pip install 'minires[gpu]' "
-                f"(importing cupy failed: {e})") from None
+                f"(importing cupy failed: {e})"
+            ) from None
         _cupy = cupy
     return _cupy
 
@@ -81,6 +83,7 @@ def scatter_add(a, index, values):
     """``a[index] += values`` with repeated indices accumulated (``np.add.at``), in place."""
     if is_gpu_array(a):
         import cupyx
+
         cupyx.scatter_add(a, index, values)
     else:
         np.add.at(a, index, values)

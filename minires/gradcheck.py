@@ -8,6 +8,7 @@ L = sum(v * y). Backward gives dL/dx for every input x; central differences give
 Why not L = sum(y)? For batch norm sum(y) = N * sum(beta) whatever x is, so d sum(y)/dx == 0 and
 a backward missing a whole term still "passes". A random v sees every term.
 """
+
 import numpy as np
 
 from . import backend
@@ -15,7 +16,8 @@ from .autograd import Tensor, no_grad
 
 
 class GradcheckError(AssertionError):
-    """Raised when analytic and numeric gradients disagree; the message says where and by how much."""
+    """Raised when analytic and numeric gradients disagree; the message says where and by how
+    much."""
 
 
 def _output(fn, inputs):
@@ -36,17 +38,22 @@ def gradcheck(fn, *inputs, eps=1e-6, atol=1e-5, rtol=1e-4, seed=0):
     ``inputs`` may mix tensors and other arguments; tensors with ``requires_grad`` must be float64.
     Each is perturbed in place (so module parameters passed here are checked too) and restored.
     An element passes when ``|analytic - numeric| <= atol + rtol * |numeric|``.
-    Returns True, or raises :class:`GradcheckError` naming the input, the worst index and both values.
+    Returns True, or raises :class:`GradcheckError` naming the input, the worst index and both
+    values.
     """
     checked = [(i, x) for i, x in enumerate(inputs) if isinstance(x, Tensor) and x.requires_grad]
     if not checked:
         raise ValueError("gradcheck: no input requires grad, so there is nothing to check")
     for i, x in checked:
         if x.dtype != np.float64:
-            raise TypeError(f"gradcheck: {_describe(i, x)} is {x.dtype}; finite differences need float64 "
-                            "(use .double(), or model.to(dtype='float64'))")
+            raise TypeError(
+                f"gradcheck: {_describe(i, x)} is {x.dtype}; finite differences need float64 "
+                "(use .double(), or model.to(dtype='float64'))"
+            )
         if not x.is_leaf:
-            raise ValueError(f"gradcheck: {_describe(i, x)} is not a leaf; pass the tensors fn starts from")
+            raise ValueError(
+                f"gradcheck: {_describe(i, x)} is not a leaf; pass the tensors fn starts from"
+            )
 
     # Analytic: one backward of L = sum(v * y).
     for _, x in checked:
@@ -80,12 +87,17 @@ def gradcheck(fn, *inputs, eps=1e-6, atol=1e-5, rtol=1e-4, seed=0):
             excess = np.abs(a - numeric) - (atol + rtol * np.abs(numeric))
             bad = excess > 0
             if bad.any() or not np.isfinite(a).all():
-                worst = np.unravel_index(np.nanargmax(np.where(np.isfinite(a), excess, np.inf)), x.shape)
+                worst = np.unravel_index(
+                    np.nanargmax(np.where(np.isfinite(a), excess, np.inf)), x.shape
+                )
                 raise GradcheckError(
-                    f"gradcheck failed for {_describe(i, x)}: {int(bad.sum())} of {x.size} elements disagree.\n"
-                    f"  worst at index {tuple(int(j) for j in worst)}: numeric {numeric[worst]:.8g}, "
+                    f"gradcheck failed for {_describe(i, x)}: "
+                    f"{int(bad.sum())} of {x.size} elements disagree.\n"
+                    f"  worst at index {tuple(int(j) for j in worst)}: "
+                    f"numeric {numeric[worst]:.8g}, "
                     f"analytic {a[worst]:.8g}, |difference| {abs(a[worst] - numeric[worst]):.3g} > "
-                    f"atol + rtol*|numeric| = {atol + rtol * abs(numeric[worst]):.3g}")
+                    f"atol + rtol*|numeric| = {atol + rtol * abs(numeric[worst]):.3g}"
+                )
     for _, x in checked:
         x.grad = None
     return True

@@ -6,6 +6,7 @@ name beside the target, flushed to disk and renamed over it, so a crash mid-writ
 file intact, never a half-written one. Loading uses ``allow_pickle=False``: a file cannot make
 Python run code. Metadata (a JSON-serialisable dict) travels as a string array.
 """
+
 import contextlib
 import glob
 import json
@@ -46,8 +47,12 @@ def atomic_write(path, mode="wb"):
             os.remove(tmp)
         # A write error (disk full, read-only) names the temporary file or none; a network or
         # other error raised by the caller's code is passed on as it is.
-        if isinstance(e, OSError) and e.errno is not None and e.filename in (None, tmp) \
-                and not isinstance(e, ConnectionError):
+        if (
+            isinstance(e, OSError)
+            and e.errno is not None
+            and e.filename in (None, tmp)
+            and not isinstance(e, ConnectionError)
+        ):
             raise _naming(e, path) from e
         raise
 
@@ -57,7 +62,8 @@ def _tmp_prefix(path):
 
 
 def _naming(error, path):
-    """The same kind of OSError (same errno, so the same subclass), with ``path`` as its filename."""
+    """The same kind of OSError (same errno, so the same subclass), with ``path`` as its
+    filename."""
     return OSError(error.errno, error.strerror or str(error), path)
 
 
@@ -65,7 +71,9 @@ def remove_leftovers(path):
     """Delete the temporary files that :func:`atomic_write` left beside ``path`` when its process
     was killed mid-write (a kill skips the clean-up). Returns the names removed."""
     path = os.fspath(path)
-    pattern = os.path.join(glob.escape(os.path.dirname(os.path.abspath(path))), glob.escape(_tmp_prefix(path)) + "*")
+    pattern = os.path.join(
+        glob.escape(os.path.dirname(os.path.abspath(path))), glob.escape(_tmp_prefix(path)) + "*"
+    )
     removed = []
     for leftover in glob.glob(pattern):
         with contextlib.suppress(FileNotFoundError):
@@ -81,8 +89,10 @@ def _umask():
 
 
 def save_figure(fig, path, **savefig_kwargs):
-    """Render a matplotlib figure to ``path`` atomically (format from the suffix; PNG by default)."""
+    """Render a matplotlib figure to ``path`` atomically (format from the suffix; PNG by
+    default)."""
     import io as _bytes_io
+
     buffer = _bytes_io.BytesIO()
     fmt = os.path.splitext(os.fspath(path))[1].lstrip(".") or "png"
     fig.savefig(buffer, format=fmt, **savefig_kwargs)
@@ -91,12 +101,15 @@ def save_figure(fig, path, **savefig_kwargs):
 
 
 def save_arrays(path, arrays, meta=None):
-    """Write {name: array} (and an optional JSON-able ``meta`` dict) to ``path`` as .npz, atomically."""
+    """Write {name: array} (and an optional JSON-able ``meta`` dict) to ``path`` as .npz,
+    atomically."""
     payload = {}
     for k, v in arrays.items():
         a = np.asarray(v.get() if hasattr(v, "get") and not isinstance(v, np.ndarray) else v)
         if a.dtype == object:
-            raise TypeError(f"save_arrays: {k!r} is an object array, which cannot be saved without pickle")
+            raise TypeError(
+                f"save_arrays: {k!r} is an object array, which cannot be saved without pickle"
+            )
         payload[k] = a
     if meta is not None:
         payload[_META_KEY] = np.array(json.dumps(meta))
@@ -112,9 +125,13 @@ def load_arrays(path):
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path}: no such file" if not os.path.exists(path) else f"{path}: not a file")
+        raise FileNotFoundError(
+            f"{path}: no such file" if not os.path.exists(path) else f"{path}: not a file"
+        )
     if os.path.getsize(path) == 0:
-        raise ValueError(f"{path}: the file is empty (a write that never finished?), not an .npz file")
+        raise ValueError(
+            f"{path}: the file is empty (a write that never finished?), not an .npz file"
+        )
     try:
         z = np.load(path, allow_pickle=False)
         if not isinstance(z, np.lib.npyio.NpzFile):
@@ -124,7 +141,9 @@ def load_arrays(path):
     except ValueError as e:
         raise ValueError(f"{path}: not a minires .npz file: {e}") from None
     except (OSError, EOFError, zipfile.BadZipFile, zlib.error, KeyError) as e:
-        raise ValueError(f"{path}: truncated or corrupt, not a readable .npz file ({type(e).__name__}: {e})") from None
+        raise ValueError(
+            f"{path}: truncated or corrupt, not a readable .npz file ({type(e).__name__}: {e})"
+        ) from None
     meta = arrays.pop(_META_KEY, None)
     if meta is None:
         return arrays, None
@@ -139,14 +158,19 @@ def load_arrays(path):
 def save(model, path):
     """Write ``model.state_dict()`` to ``path`` (.npz, no pickle, atomic)."""
     if hasattr(path, "state_dict") and not hasattr(model, "state_dict"):
-        raise TypeError(f"io.save: the {type(path).__name__} goes first; the call is io.save(model, path)")
+        raise TypeError(
+            f"io.save: the {type(path).__name__} goes first; the call is io.save(model, path)"
+        )
     save_arrays(path, model.state_dict())
 
 
 def load(path, model=None, strict=True):
-    """The state dict stored at ``path``; when ``model`` is given, load it into the model and return the model."""
+    """The state dict stored at ``path``; when ``model`` is given, load it into the model and return
+    the model."""
     if hasattr(path, "state_dict"):
-        raise TypeError(f"io.load: the {type(path).__name__} goes second; the call is io.load(path, model)")
+        raise TypeError(
+            f"io.load: the {type(path).__name__} goes second; the call is io.load(path, model)"
+        )
     state, _ = load_arrays(path)
     if model is None:
         return state

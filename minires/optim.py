@@ -10,6 +10,7 @@ MultiStepLR multiplies the learning rate by gamma at each milestone epoch: the p
 by 10 at 32k and 48k iterations (CIFAR). ReduceLROnPlateau divides it by 10 "when the error
 plateaus" (ImageNet, sec. 3.4): when the monitored error has not improved for a few epochs.
 """
+
 import numpy as np
 
 from . import backend
@@ -29,7 +30,12 @@ class SGD:
             raise ValueError(f"SGD: weight_decay must be >= 0, got {weight_decay}")
         if nesterov and momentum == 0:
             raise ValueError("SGD: nesterov needs momentum > 0")
-        self.lr, self.momentum, self.weight_decay, self.nesterov = lr, momentum, weight_decay, nesterov
+        self.lr, self.momentum, self.weight_decay, self.nesterov = (
+            lr,
+            momentum,
+            weight_decay,
+            nesterov,
+        )
         self.velocity = [None] * len(self.params)
 
     def zero_grad(self):
@@ -67,8 +73,10 @@ class SGD:
         for i, p in enumerate(self.params):
             v = state.get(f"velocity.{i}")
             if v is not None and tuple(v.shape) != p.shape:
-                raise ValueError(f"SGD.load_state_dict: velocity.{i} has shape {tuple(v.shape)}, "
-                                 f"the parameter has {p.shape}")
+                raise ValueError(
+                    f"SGD.load_state_dict: velocity.{i} has shape {tuple(v.shape)}, "
+                    f"the parameter has {p.shape}"
+                )
             xp = backend.get_array_module(p.data)
             self.velocity[i] = None if v is None else xp.asarray(np.asarray(v, dtype=p.dtype))
 
@@ -100,7 +108,8 @@ class MultiStepLR:
 
 
 class ReduceLROnPlateau:
-    """lr <- lr * factor when the monitored error has not improved for more than ``patience`` epochs.
+    """lr <- lr * factor when the monitored error has not improved for more than ``patience``
+    epochs.
 
     Call ``step(error)`` once per epoch with the error to watch (the validation error). An epoch
     improves on the best error so far when error < best * (1 - threshold) (a relative threshold,
@@ -113,7 +122,11 @@ class ReduceLROnPlateau:
     def __init__(self, optimizer, factor=0.1, patience=5, threshold=1e-4, min_lr=0.0):
         if not 0 < factor < 1:
             raise ValueError(f"ReduceLROnPlateau: factor must be in (0, 1), got {factor}")
-        if not isinstance(patience, (int, np.integer)) or isinstance(patience, bool) or patience < 0:
+        if (
+            not isinstance(patience, (int, np.integer))
+            or isinstance(patience, bool)
+            or patience < 0
+        ):
             raise ValueError(f"ReduceLROnPlateau: patience must be an int >= 0, got {patience!r}")
         if not 0 <= threshold < 1:
             raise ValueError(f"ReduceLROnPlateau: threshold must be in [0, 1), got {threshold}")
@@ -140,4 +153,8 @@ class ReduceLROnPlateau:
         return {"best": self.best, "bad_epochs": self.bad_epochs, "epoch": self.epoch}
 
     def load_state_dict(self, state):
-        self.best, self.bad_epochs, self.epoch = float(state["best"]), int(state["bad_epochs"]), int(state["epoch"])
+        self.best, self.bad_epochs, self.epoch = (
+            float(state["best"]),
+            int(state["bad_epochs"]),
+            int(state["epoch"]),
+        )

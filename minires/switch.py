@@ -1,4 +1,5 @@
-"""One switch: the fast ops (``minires/fast/``, the default) or the reference ops (``minires/functional/``).
+"""One switch: the fast ops (``minires/fast/``, the default) or the reference ops
+(``minires/functional/``).
 
     MINIRES_OPS=reference python ...     the whole process on the reference path
     with minires.reference_ops(): ...    one block of code on the reference path
@@ -8,6 +9,7 @@ compute the same function (``tests/fast/test_fast_equals_reference.py``) the way
 ``F.conv2d``, ``F.batch_norm`` and ``F.relu`` ask :func:`implementation` which ``Function`` class to
 use, so a model, its parameters and its checkpoints are the same in both modes.
 """
+
 import contextlib
 import os
 import sys
@@ -30,7 +32,8 @@ def using_reference():
 
 @contextlib.contextmanager
 def reference_ops(enabled=True):
-    """Run the reference ops inside this block (``enabled=False``: the fast ones), then switch back."""
+    """Run the reference ops inside this block (``enabled=False``: the fast ones), then switch
+    back."""
     global _reference
     previous, _reference = _reference, bool(enabled)
     try:
@@ -46,6 +49,9 @@ def implementation(reference):
         return FAST.get(reference, reference)
     if not _said:
         _said = True
-        print("minires: running the reference ops (minires/functional/): readable, and slower than the "
-              "default fast ones", file=sys.stderr)
+        print(
+            "minires: running the reference ops (minires/functional/): readable, "
+            "and slower than the default fast ones",
+            file=sys.stderr,
+        )
     return reference

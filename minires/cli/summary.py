@@ -1,4 +1,5 @@
-"""``python -m minires summary MODEL``: a model's layers, output shapes, parameters and mult-adds."""
+"""``python -m minires summary MODEL``: a model's layers, output shapes, parameters and
+mult-adds."""
 
 from .. import models
 from .options import positive_int
@@ -7,19 +8,39 @@ HELP = "layers, output shapes, parameters and mult-adds of a model (Table 1)"
 
 
 def add_arguments(parser):
-    parser.add_argument("model", choices=sorted(models.BUILDERS), metavar="model",
-                        help="resnet18/34/50/101/152, resnet20/32/44/56/110/1202, plain18..., plain20...")
-    parser.add_argument("--size", type=positive_int, default=None,
-                        help="input height and width in pixels (default: 32 for CIFAR nets, else 224)")
-    parser.add_argument("--depth", type=int, default=1, choices=[1, 2], help="1: one row per stage; 2: one row per block")
-    parser.add_argument("--paper-layout", action="store_true",
-                        help="bottlenecks with the stride in the first 1x1 conv, as in the paper "
-                             "(default: torchvision's, stride in the 3x3 conv); no effect on nets without bottlenecks")
+    parser.add_argument(
+        "model",
+        choices=sorted(models.BUILDERS),
+        metavar="model",
+        help="resnet18/34/50/101/152, resnet20/32/44/56/110/1202, plain18..., plain20...",
+    )
+    parser.add_argument(
+        "--size",
+        type=positive_int,
+        default=None,
+        help="input height and width in pixels (default: 32 for CIFAR nets, else 224)",
+    )
+    parser.add_argument(
+        "--depth",
+        type=int,
+        default=1,
+        choices=[1, 2],
+        help="1: one row per stage; 2: one row per block",
+    )
+    parser.add_argument(
+        "--paper-layout",
+        action="store_true",
+        help="bottlenecks with the stride in the first 1x1 conv, as in the paper "
+        "(default: torchvision's, stride in the 3x3 conv); no effect on nets without bottlenecks",
+    )
 
 
 def main(args):
     model = models.get_model(args.model)
-    has_bottlenecks = any(isinstance(m, (models.Bottleneck, models.PreActBottleneck)) for _, m in model.named_modules())
+    has_bottlenecks = any(
+        isinstance(m, (models.Bottleneck, models.PreActBottleneck))
+        for _, m in model.named_modules()
+    )
     note = ""
     if args.paper_layout and has_bottlenecks:
         model = models.get_model(args.model, stride_in_1x1=True)

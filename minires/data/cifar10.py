@@ -10,6 +10,7 @@ Batches are therefore read with ``SafeUnpickler``: plain containers, bytes, stri
 plus the three NumPy callables that rebuild a plain ndarray; any other global is refused before
 it is imported. Members are read from the archive in memory, never extracted to disk.
 """
+
 import hashlib
 import http.client
 import io
@@ -45,22 +46,28 @@ def load_cifar10(root, download=False, url=URL, md5=MD5, progress=True):
         raise NotADirectoryError(f"load_cifar10: root must be a directory, got the file {root}")
     folder, archive = os.path.join(root, FOLDER), os.path.join(root, ARCHIVE)
     if os.path.isdir(folder):
+
         def read(name):
             with open(os.path.join(folder, name), "rb") as f:
                 return f.read()
+
         batches = {name: read(name) for name in TRAIN_BATCHES + [TEST_BATCH, META]}
         source = folder
     else:
         if not os.path.exists(archive):
             if not download:
-                raise FileNotFoundError(f"load_cifar10: no CIFAR-10 in {root} (looked for {ARCHIVE} and {FOLDER}/); "
-                                        "pass download=True (or --download) to fetch it (163 MB)")
+                raise FileNotFoundError(
+                    f"load_cifar10: no CIFAR-10 in {root} (looked for {ARCHIVE} and {FOLDER}/); "
+                    "pass download=True (or --download) to fetch it (163 MB)"
+                )
             download_file(url, archive, md5, progress)
         elif md5 is not None:
             actual = file_md5(archive)
             if actual != md5:
-                raise ValueError(f"{archive} is corrupt or not CIFAR-10: MD5 {actual}, expected {md5}; "
-                                 "delete it and download again")
+                raise ValueError(
+                    f"{archive} is corrupt or not CIFAR-10: MD5 {actual}, expected {md5}; "
+                    "delete it and download again"
+                )
         batches = read_archive(archive)
         source = archive
     train = [parse_batch(batches[name], f"{source}: {name}") for name in TRAIN_BATCHES]
@@ -69,14 +76,18 @@ def load_cifar10(root, download=False, url=URL, md5=MD5, progress=True):
     test_images, test_labels = parse_batch(batches[TEST_BATCH], f"{source}: {TEST_BATCH}")
     classes = parse_meta(batches[META], f"{source}: {META}")
     train_set = ImageDataset(images, labels, 10, classes=classes, name="cifar10")
-    test_set = ImageDataset(test_images, test_labels, 10, classes=classes, name="cifar10", stats_from=train_set)
+    test_set = ImageDataset(
+        test_images, test_labels, 10, classes=classes, name="cifar10", stats_from=train_set
+    )
     return train_set, test_set
 
 
 # -- download ------------------------------------------------------------------------------------
 
+
 def download_file(url, path, md5=None, progress=True, chunk_size=1 << 20):
-    """Fetch ``url`` to ``path`` through a temporary file, renamed into place only if the MD5 matches."""
+    """Fetch ``url`` to ``path`` through a temporary file, renamed into place only if the MD5
+    matches."""
     from tqdm.auto import tqdm
 
     digest = hashlib.md5()
@@ -87,8 +98,13 @@ def download_file(url, path, md5=None, progress=True, chunk_size=1 << 20):
     with response, atomic_write(path) as f:  # on any error the temporary file is removed
         total = int(response.headers.get("Content-Length") or 0) or None
         received = 0
-        with tqdm(total=total, unit="B", unit_scale=True, desc=f"downloading {os.path.basename(path)}",
-                  disable=not progress) as bar:
+        with tqdm(
+            total=total,
+            unit="B",
+            unit_scale=True,
+            desc=f"downloading {os.path.basename(path)}",
+            disable=not progress,
+        ) as bar:
             try:
                 while chunk := response.read(chunk_size):
                     f.write(chunk)
@@ -96,15 +112,22 @@ def download_file(url, path, md5=None, progress=True, chunk_size=1 << 20):
                     received += len(chunk)
                     bar.update(len(chunk))
             except (http.client.HTTPException, OSError) as e:  # the connection dropped mid-body
-                raise ConnectionError(f"download of {url} was cut short after {received} bytes ({e!r}); "
-                                      f"nothing was written to {path}; try again") from None
-        # Without an MD5 to check, the length the server announced is what tells a whole file from a cut one.
+                raise ConnectionError(
+                    f"download of {url} was cut short after {received} bytes ({e!r}); "
+                    f"nothing was written to {path}; try again"
+                ) from None
+        # Without an MD5 to check, the length the server announced is what tells a whole file from a
+        # cut one.
         if total is not None and received != total:
-            raise ConnectionError(f"download of {url} was cut short: {received} of {total} bytes; "
-                                  f"nothing was written to {path}; try again")
+            raise ConnectionError(
+                f"download of {url} was cut short: {received} of {total} bytes; "
+                f"nothing was written to {path}; try again"
+            )
         if md5 is not None and digest.hexdigest() != md5:
-            raise ValueError(f"download of {url} is corrupt: MD5 {digest.hexdigest()}, expected {md5}; "
-                             f"nothing was written to {path}")
+            raise ValueError(
+                f"download of {url} is corrupt: MD5 {digest.hexdigest()}, expected {md5}; "
+                f"nothing was written to {path}"
+            )
     return path
 
 
@@ -118,6 +141,7 @@ def file_md5(path, chunk_size=1 << 20):
 
 # -- reading -------------------------------------------------------------------------------------
 
+
 def read_archive(path):
     """{batch name: pickled bytes} for the CIFAR-10 members of the .tar.gz at ``path``."""
     wanted = {f"{FOLDER}/{name}": name for name in TRAIN_BATCHES + [TEST_BATCH, META]}
@@ -128,10 +152,14 @@ def read_archive(path):
                 if member.name in wanted and member.isfile():
                     found[wanted[member.name]] = tar.extractfile(member).read()
     except (tarfile.TarError, EOFError, OSError, zlib.error) as e:
-        raise ValueError(f"{path} is not a readable .tar.gz ({e}); delete it and download again") from None
+        raise ValueError(
+            f"{path} is not a readable .tar.gz ({e}); delete it and download again"
+        ) from None
     missing = [name for name in wanted.values() if name not in found]
     if missing:
-        raise ValueError(f"{path} is not the CIFAR-10 python archive: it lacks {FOLDER}/{', '.join(missing)}")
+        raise ValueError(
+            f"{path} is not the CIFAR-10 python archive: it lacks {FOLDER}/{', '.join(missing)}"
+        )
     return found
 
 
@@ -140,7 +168,8 @@ class UnsafePickleError(pickle.UnpicklingError):
 
 
 class SafeUnpickler(pickle.Unpickler):
-    """Unpickles dicts, lists, tuples, bytes, strings and numbers, and plain NumPy arrays; nothing else.
+    """Unpickles dicts, lists, tuples, bytes, strings and numbers, and plain NumPy arrays; nothing
+    else.
 
     Python 2 strings load as bytes (``encoding="bytes"``), as the CIFAR-10 batches expect.
     """
@@ -162,8 +191,9 @@ class SafeUnpickler(pickle.Unpickler):
         except KeyError:
             raise UnsafePickleError(
                 f"refusing to load global {module}.{name}: a CIFAR-10 batch holds only plain data "
-                "(dicts, lists, bytes, numbers, uint8 arrays), so this file was not made by its authors "
-                "or has been tampered with") from None
+                "(dicts, lists, bytes, numbers, uint8 arrays), so this file was not made by its "
+                "authors or has been tampered with"
+            ) from None
 
 
 def safe_loads(data, where="pickle"):
@@ -172,27 +202,41 @@ def safe_loads(data, where="pickle"):
         return SafeUnpickler(io.BytesIO(data)).load()
     except UnsafePickleError as e:
         raise UnsafePickleError(f"{where}: {e}") from None
-    except Exception as e:  # truncated or garbled bytes raise all sorts (UnpicklingError, EOFError, ...)
+    except (
+        Exception
+    ) as e:  # truncated or garbled bytes raise all sorts (UnpicklingError, EOFError, ...)
         raise ValueError(f"{where}: not a readable pickle ({type(e).__name__}: {e})") from None
 
 
 def parse_batch(data, where):
-    """(images (N, 3, 32, 32) uint8, labels (N,) int64) from one pickled batch, after checking its structure."""
+    """(images (N, 3, 32, 32) uint8, labels (N,) int64) from one pickled batch, after checking its
+    structure."""
     batch = safe_loads(data, where)
     if not isinstance(batch, dict) or b"data" not in batch or b"labels" not in batch:
-        raise ValueError(f"{where}: expected a dict with b'data' and b'labels', got {type(batch).__name__} "
-                         f"with keys {list(batch)[:5] if isinstance(batch, dict) else '-'}")
+        raise ValueError(
+            f"{where}: expected a dict with b'data' and b'labels', got {type(batch).__name__} "
+            f"with keys {list(batch)[:5] if isinstance(batch, dict) else '-'}"
+        )
     images, labels = batch[b"data"], batch[b"labels"]
-    if type(images) is not np.ndarray or images.dtype != np.uint8 or images.ndim != 2 or images.shape[1] != 3072:
-        raise ValueError(f"{where}: b'data' must be a uint8 array (N, 3072), got {type(images).__name__} "
-                         f"{getattr(images, 'dtype', '')} {getattr(images, 'shape', '')}")
+    if (
+        type(images) is not np.ndarray
+        or images.dtype != np.uint8
+        or images.ndim != 2
+        or images.shape[1] != 3072
+    ):
+        raise ValueError(
+            f"{where}: b'data' must be a uint8 array (N, 3072), got {type(images).__name__} "
+            f"{getattr(images, 'dtype', '')} {getattr(images, 'shape', '')}"
+        )
     if not isinstance(labels, list) or not all(type(k) is int for k in labels):
         raise ValueError(f"{where}: b'labels' must be a list of ints")
     # Checked as Python ints, before NumPy sees them: a label like 2**70 does not fit an int64.
     if len(labels) != len(images) or not all(0 <= k <= 9 for k in labels):
         wrong = next((k for k in labels if not 0 <= k <= 9), None)
-        raise ValueError(f"{where}: expected {len(images)} labels in 0..9, got {len(labels)}"
-                         + (f", among them {wrong}" if wrong is not None else ""))
+        raise ValueError(
+            f"{where}: expected {len(images)} labels in 0..9, got {len(labels)}"
+            + (f", among them {wrong}" if wrong is not None else "")
+        )
     return images.reshape(-1, 3, 32, 32), np.array(labels, dtype=np.int64)
 
 
@@ -200,6 +244,10 @@ def parse_meta(data, where):
     """The 10 class names (str) from ``batches.meta``."""
     meta = safe_loads(data, where)
     names = meta.get(b"label_names") if isinstance(meta, dict) else None
-    if not isinstance(names, list) or len(names) != 10 or not all(isinstance(n, bytes) for n in names):
+    if (
+        not isinstance(names, list)
+        or len(names) != 10
+        or not all(isinstance(n, bytes) for n in names)
+    ):
         raise ValueError(f"{where}: expected b'label_names', a list of 10 names")
     return [n.decode("utf-8", "replace") for n in names]

@@ -14,6 +14,7 @@ folder far larger than memory can be trained on. Images come in their own sizes;
 Every image is returned as uint8 RGB (3, H, W) in 0..255: grayscale, palette and RGBA images
 are converted to RGB (gray g -> (g, g, g); transparency is dropped).
 """
+
 import os
 
 import numpy as np
@@ -44,32 +45,46 @@ class ImageFolder:
         root = os.fspath(root)
         if not os.path.isdir(root):
             raise NotADirectoryError(f"ImageFolder: {root} is not a folder")
-        found = sorted(e.name for e in os.scandir(root) if e.is_dir() and not e.name.startswith("."))
+        found = sorted(
+            e.name for e in os.scandir(root) if e.is_dir() and not e.name.startswith(".")
+        )
         if not found:
-            raise ValueError(f"ImageFolder: {root} has no class folders; expected {root}/<class>/<image>.jpg")
+            raise ValueError(
+                f"ImageFolder: {root} has no class folders; expected {root}/<class>/<image>.jpg"
+            )
         if classes is None:
             classes = found
         else:
             classes = list(classes)
             unknown = [c for c in found if c not in classes]
             if unknown:
-                raise ValueError(f"ImageFolder: {root} has folders {unknown} that are not among the classes "
-                                 f"{classes}")
+                raise ValueError(
+                    f"ImageFolder: {root} has folders {unknown} that are not among the classes "
+                    f"{classes}"
+                )
         files, labels = [], []
         for label, cls in enumerate(classes):
             folder = os.path.join(root, cls)
             if not os.path.isdir(folder):
                 continue  # a validation folder may lack a class
-            names = sorted(e.name for e in os.scandir(folder) if e.is_file() and not e.name.startswith("."))
+            names = sorted(
+                e.name for e in os.scandir(folder) if e.is_file() and not e.name.startswith(".")
+            )
             stray = [n for n in names if not n.lower().endswith(EXTENSIONS)]
             if stray:
-                raise ValueError(f"ImageFolder: {os.path.join(folder, stray[0])} is not a JPEG or PNG image "
-                                 f"(expected names ending in {', '.join(EXTENSIONS)}); move it out of {root}")
+                raise ValueError(
+                    f"ImageFolder: {os.path.join(folder, stray[0])} is not a JPEG or PNG image "
+                    f"(expected names ending in {', '.join(EXTENSIONS)}); move it out of {root}"
+                )
             if not names:
                 raise ValueError(f"ImageFolder: the class folder {folder} has no images")
             files += [os.path.join(folder, n) for n in names]
             labels += [label] * len(names)
-        self.root, self.classes, self.name = root, classes, name or os.path.basename(os.path.normpath(root))
+        self.root, self.classes, self.name = (
+            root,
+            classes,
+            name or os.path.basename(os.path.normpath(root)),
+        )
         self.files, self.labels = files, np.array(labels, dtype=np.int64)
         self.num_classes = len(classes)
         if verify:
@@ -89,6 +104,7 @@ class ImageFolder:
 def _pil():
     # Pillow is imported only when a folder is read: minires itself does not need it otherwise.
     from PIL import Image
+
     return Image
 
 
@@ -116,14 +132,20 @@ def read_image(path):
 
 
 def load_imagefolder(root, verify=True):
-    """(train, val) ImageFolders of ``root/train/<class>/`` and ``root/val/<class>/`` (or ``root/test/``),
-    the layout of ImageNet and Imagenette; the validation labels follow the training classes."""
+    """(train, val) ImageFolders of ``root/train/<class>/`` and ``root/val/<class>/`` (or
+    ``root/test/``), the layout of ImageNet and Imagenette; the validation labels follow the
+    training classes."""
     root = os.fspath(root)
     train_dir = os.path.join(root, "train")
-    val_dir = next((os.path.join(root, d) for d in ("val", "test") if os.path.isdir(os.path.join(root, d))), None)
+    val_dir = next(
+        (os.path.join(root, d) for d in ("val", "test") if os.path.isdir(os.path.join(root, d))),
+        None,
+    )
     if not os.path.isdir(train_dir) or val_dir is None:
-        raise FileNotFoundError(f"{root} must hold train/<class>/<image> and val/<class>/<image> "
-                                f"(found {'no ' if not os.path.isdir(train_dir) else ''}train/"
-                                f"{' and no val/ or test/' if val_dir is None else ''})")
+        raise FileNotFoundError(
+            f"{root} must hold train/<class>/<image> and val/<class>/<image> "
+            f"(found {'no ' if not os.path.isdir(train_dir) else ''}train/"
+            f"{' and no val/ or test/' if val_dir is None else ''})"
+        )
     train = ImageFolder(train_dir, verify=verify)
     return train, ImageFolder(val_dir, classes=train.classes, verify=verify)

@@ -7,14 +7,15 @@ the device). With u = image / max_value in [0, 1], the normalisation is
     "pixel"    x = u - pixel_mean[c, i, j]     (the paper's per-pixel mean subtraction)
     None       x = u
 
-A dataset whose images differ in size (``ImageFolder``, decoded lazily) needs ``transform``: it
-runs on each image alone, as a batch of one, as the image is read, and must bring every image to
-one size (ImageNet: resize, then crop); the images are then stacked and ``augment`` runs on the batch.
+A dataset whose images differ in size (``ImageFolder``, decoded lazily) needs ``transform``: it runs
+on each image alone, as a batch of one, as the image is read, and must bring every image to one size
+(ImageNet: resize, then crop); the images are then stacked and ``augment`` runs on the batch.
 
 Shuffling and augmentation draw from one ``numpy.random.Generator`` that the loader owns: a
 seed fixes every epoch's order and every crop, and ``state_dict()`` / ``load_state_dict()``
 save and restore it between epochs, so a resumed run draws what the uninterrupted one would.
 """
+
 import numpy as np
 
 from .. import backend
@@ -34,37 +35,68 @@ class DataLoader:
     dataset without an ``images`` array, such as ``ImageFolder``, it is required).
     """
 
-    def __init__(self, dataset, batch_size, shuffle=False, seed=None, augment=None, drop_last=False,
-                 normalize="channel", transform=None):
+    def __init__(
+        self,
+        dataset,
+        batch_size,
+        shuffle=False,
+        seed=None,
+        augment=None,
+        drop_last=False,
+        normalize="channel",
+        transform=None,
+    ):
         needs = {"channel": ("mean", "std"), "pixel": ("pixel_mean",)}.get(normalize, ())
         for attr in ("labels", "max_value") + (("images",) if transform is None else ()) + needs:
             if not hasattr(dataset, attr):
                 hint = ""
-                if attr == "images" and hasattr(dataset, "labels"):  # an ImageFolder: images of many sizes
-                    hint = "; pass transform=, a per-image transform that brings every image to one size"
+                # an ImageFolder: images of many sizes
+                if attr == "images" and hasattr(dataset, "labels"):
+                    hint = (
+                        "; pass transform=, a per-image transform "
+                        "that brings every image to one size"
+                    )
                 elif attr in needs:
-                    hint = f"; it has no statistics for normalize={normalize!r}: pass normalize=None"
-                raise TypeError(f"DataLoader: dataset must be an ImageDataset (with .{attr}), got "
-                                f"{type(dataset).__name__}{hint}")
+                    hint = (
+                        f"; it has no statistics for normalize={normalize!r}: pass normalize=None"
+                    )
+                raise TypeError(
+                    f"DataLoader: dataset must be an ImageDataset (with .{attr}), got "
+                    f"{type(dataset).__name__}{hint}"
+                )
         if transform is not None and not callable(transform):
-            raise TypeError(f"DataLoader: transform must be None or a callable(image, rng), got {transform!r}")
-        if not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool) or batch_size < 1:
+            raise TypeError(
+                f"DataLoader: transform must be None or a callable(image, rng), got {transform!r}"
+            )
+        if (
+            not isinstance(batch_size, (int, np.integer))
+            or isinstance(batch_size, bool)
+            or batch_size < 1
+        ):
             raise ValueError(f"DataLoader: batch_size must be a positive int, got {batch_size!r}")
         if augment is not None and not callable(augment):
-            raise TypeError(f"DataLoader: augment must be None or a callable(images, rng), got {augment!r}")
+            raise TypeError(
+                f"DataLoader: augment must be None or a callable(images, rng), got {augment!r}"
+            )
         if normalize not in NORMALIZATIONS:
-            raise ValueError(f"DataLoader: normalize must be one of {NORMALIZATIONS}, got {normalize!r}")
+            raise ValueError(
+                f"DataLoader: normalize must be one of {NORMALIZATIONS}, got {normalize!r}"
+            )
         if drop_last and len(dataset) < batch_size:
-            raise ValueError(f"DataLoader: drop_last with batch_size {batch_size} > {len(dataset)} images "
-                             "would give no batches")
+            raise ValueError(
+                f"DataLoader: drop_last with batch_size {batch_size} > {len(dataset)} images "
+                "would give no batches"
+            )
         if normalize == "channel" and np.any(dataset.std == 0):
-            raise ValueError(f"DataLoader: a channel of the dataset is constant (std {dataset.std}); "
-                             "use normalize='pixel' or None")
+            raise ValueError(
+                f"DataLoader: a channel of the dataset is constant (std {dataset.std}); "
+                "use normalize='pixel' or None"
+            )
         self.dataset, self.batch_size, self.shuffle = dataset, int(batch_size), bool(shuffle)
         self.augment, self.drop_last, self.normalize = augment, bool(drop_last), normalize
         self.transform = transform
         if seed is None:
-            seed = int(backend.default_rng().integers(2 ** 63))
+            seed = int(backend.default_rng().integers(2**63))
         self.rng = np.random.default_rng(seed)
         # x = u * scale + shift, with u the uint8 pixel values: one multiply-add per element.
         if normalize == "channel":
@@ -84,12 +116,15 @@ class DataLoader:
         n = len(self.dataset)
         order = self.rng.permutation(n) if self.shuffle else np.arange(n)
         for start in range(0, len(self) * self.batch_size, self.batch_size):
-            index = order[start:start + self.batch_size]
+            index = order[start : start + self.batch_size]
             images = self.dataset.images[index] if self.transform is None else self.read(index)
             if self.augment is not None:
                 images = self.augment(images, self.rng)
                 if images.shape[0] != len(index):
-                    raise ValueError(f"DataLoader: augment returned {images.shape[0]} images for a batch of {len(index)}")
+                    raise ValueError(
+                        f"DataLoader: augment returned {images.shape[0]} images "
+                        f"for a batch of {len(index)}"
+                    )
             yield self.to_float(images), self.dataset.labels[index]
 
     def read(self, index):
@@ -97,8 +132,10 @@ class DataLoader:
         images = [self.transform(self.dataset[i][0][None], self.rng)[0] for i in index]
         shapes = sorted({im.shape for im in images})
         if len(shapes) > 1:
-            raise ValueError(f"DataLoader: the per-image transform gave images of shapes {shapes}; "
-                             "end it with a crop to one size")
+            raise ValueError(
+                f"DataLoader: the per-image transform gave images of shapes {shapes}; "
+                "end it with a crop to one size"
+            )
         return np.stack(images)
 
     def to_float(self, images):
@@ -115,11 +152,15 @@ class DataLoader:
     def load_state_dict(self, state):
         bit_generator = self.rng.bit_generator
         if state["rng"].get("bit_generator") != bit_generator.state["bit_generator"]:
-            raise ValueError(f"DataLoader.load_state_dict: state of a {state['rng'].get('bit_generator')} "
-                             f"generator, this loader uses {bit_generator.state['bit_generator']}")
+            raise ValueError(
+                f"DataLoader.load_state_dict: state of a {state['rng'].get('bit_generator')} "
+                f"generator, this loader uses {bit_generator.state['bit_generator']}"
+            )
         bit_generator.state = state["rng"]
 
     def __repr__(self):
-        return (f"DataLoader({self.dataset!r}, batch_size={self.batch_size}, shuffle={self.shuffle}, "
-                f"transform={self.transform!r}, augment={self.augment!r}, drop_last={self.drop_last}, "
-                f"normalize={self.normalize!r})")
+        return (
+            f"DataLoader({self.dataset!r}, batch_size={self.batch_size}, shuffle={self.shuffle}, "
+            f"transform={self.transform!r}, augment={self.augment!r}, drop_last={self.drop_last}, "
+            f"normalize={self.normalize!r})"
+        )

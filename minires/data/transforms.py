@@ -25,11 +25,13 @@ on each image alone (a batch of one); ``imagenet_recipe`` puts the pieces togeth
 any crop size. ``PCALighting`` and ``SubtractMean`` return float32, still in pixel units; the
 loader then divides by max_value (``normalize=None``).
 """
+
 import numpy as np
 
 
 class RandomCrop:
-    """Pad H and W by ``padding`` zeros on each side, then cut a ``size`` x ``size`` window at a random offset.
+    """Pad H and W by ``padding`` zeros on each side, then cut a ``size`` x ``size`` window at a
+    random offset.
 
     out[b, c, i, j] = padded[b, c, i + dy_b, j + dx_b], with dy_b uniform in 0..H + 2 padding - size
     (dx_b likewise). size None keeps H x W (CIFAR: a shift of the image by up to ``padding``
@@ -51,12 +53,15 @@ class RandomCrop:
         p = self.padding
         h, w = (H, W) if self.size is None else (self.size, self.size)
         if h > H + 2 * p or w > W + 2 * p:
-            raise ValueError(f"RandomCrop: a {h}x{w} crop does not fit in a {H}x{W} image padded by {p}")
+            raise ValueError(
+                f"RandomCrop: a {h}x{w} crop does not fit in a {H}x{W} image padded by {p}"
+            )
         padded = np.pad(images, ((0, 0), (0, 0), (p, p), (p, p))) if p else images
         dy = rng.integers(0, H + 2 * p - h + 1, size=B)
         dx = rng.integers(0, W + 2 * p - w + 1, size=B)
-        # One slice per image: cheaper than one fancy index over the batch, above all for a batch of one.
-        return np.stack([padded[b, :, dy[b]:dy[b] + h, dx[b]:dx[b] + w] for b in range(B)])
+        # One slice per image: cheaper than one fancy index over the batch, above all for a batch of
+        # one.
+        return np.stack([padded[b, :, dy[b] : dy[b] + h, dx[b] : dx[b] + w] for b in range(B)])
 
     def __repr__(self):
         if self.size is None:
@@ -112,6 +117,7 @@ def paper_augment(dataset):
 
 # -- the ImageNet recipe (sec. 3.4) --------------------------------------------------------------
 
+
 def resize_shorter(images, size):
     """Resize a batch (B, C, H, W) so that its shorter side is ``size``, keeping the aspect ratio.
 
@@ -150,10 +156,15 @@ class RandomResizeShorter:
     """
 
     def __init__(self, min_size=256, max_size=480):
-        if not (isinstance(min_size, (int, np.integer)) and isinstance(max_size, (int, np.integer))
-                and 1 <= min_size <= max_size):
-            raise ValueError(f"RandomResizeShorter: need integers 1 <= min_size <= max_size, "
-                             f"got {min_size!r}, {max_size!r}")
+        if not (
+            isinstance(min_size, (int, np.integer))
+            and isinstance(max_size, (int, np.integer))
+            and 1 <= min_size <= max_size
+        ):
+            raise ValueError(
+                f"RandomResizeShorter: need integers 1 <= min_size <= max_size, "
+                f"got {min_size!r}, {max_size!r}"
+            )
         self.min_size, self.max_size = int(min_size), int(max_size)
 
     def __call__(self, images, rng):
@@ -177,14 +188,22 @@ class ResizeShorter(RandomResizeShorter):
 
 
 def crop_offsets(H, W, size):
-    """The five (top, left) offsets of TenCrop: top-left, top-right, bottom-left, bottom-right, centre."""
+    """The five (top, left) offsets of TenCrop: top-left, top-right, bottom-left, bottom-right,
+    centre."""
     if size > H or size > W:
         raise ValueError(f"a {size}x{size} crop does not fit in a {H}x{W} image")
-    return [(0, 0), (0, W - size), (H - size, 0), (H - size, W - size), ((H - size) // 2, (W - size) // 2)]
+    return [
+        (0, 0),
+        (0, W - size),
+        (H - size, 0),
+        (H - size, W - size),
+        ((H - size) // 2, (W - size) // 2),
+    ]
 
 
 class CenterCrop:
-    """The central ``size`` x ``size`` window (rounded up-left when it cannot be centred exactly)."""
+    """The central ``size`` x ``size`` window (rounded up-left when it cannot be centred
+    exactly)."""
 
     def __init__(self, size=224):
         if not isinstance(size, (int, np.integer)) or size < 1:
@@ -193,7 +212,7 @@ class CenterCrop:
 
     def __call__(self, images, rng=None):
         top, left = crop_offsets(*images.shape[-2:], self.size)[4]
-        return images[..., top:top + self.size, left:left + self.size]
+        return images[..., top : top + self.size, left : left + self.size]
 
     def __repr__(self):
         return f"CenterCrop({self.size})"
@@ -215,7 +234,7 @@ class TenCrop:
 
     def __call__(self, images, rng=None):
         s = self.size
-        crops = [images[:, :, t:t + s, l:l + s] for t, l in crop_offsets(*images.shape[-2:], s)]
+        crops = [images[:, :, t : t + s, l : l + s] for t, l in crop_offsets(*images.shape[-2:], s)]
         crops += [c[..., ::-1] for c in crops]
         return np.stack(crops, axis=1)
 
@@ -229,7 +248,7 @@ def _batches(images):
 
 
 class SubtractMean:
-    """"The per-pixel mean subtracted" (sec. 3.4): x - mean, float32, in pixel units.
+    """ "The per-pixel mean subtracted" (sec. 3.4): x - mean, float32, in pixel units.
 
     mean: (C, H, W) per pixel (the mean image of the training crops) or (C, 1, 1) per channel.
     ``SubtractMean.fit(train_images, per="pixel")`` computes it from training images (an array
@@ -239,7 +258,9 @@ class SubtractMean:
     def __init__(self, mean):
         mean = np.asarray(mean, dtype=np.float32)
         if mean.ndim != 3:
-            raise ValueError(f"SubtractMean: mean must be (C, H, W) or (C, 1, 1), got shape {mean.shape}")
+            raise ValueError(
+                f"SubtractMean: mean must be (C, H, W) or (C, 1, 1), got shape {mean.shape}"
+            )
         self.mean = mean
 
     @classmethod
@@ -261,8 +282,10 @@ class SubtractMean:
 
     def __call__(self, images, rng=None):
         if self.mean.shape[1:] != (1, 1) and images.shape[-2:] != self.mean.shape[1:]:
-            raise ValueError(f"SubtractMean: a per-pixel mean of {self.mean.shape[1]}x{self.mean.shape[2]} "
-                             f"cannot be taken from {images.shape[-2]}x{images.shape[-1]} images")
+            raise ValueError(
+                f"SubtractMean: a per-pixel mean of {self.mean.shape[1]}x{self.mean.shape[2]} "
+                f"cannot be taken from {images.shape[-2]}x{images.shape[-1]} images"
+            )
         return images.astype(np.float32) - self.mean
 
     def __repr__(self):
@@ -288,9 +311,16 @@ class PCALighting:
         if not alphastd >= 0:
             raise ValueError(f"PCALighting: alphastd must be >= 0, got {alphastd}")
         if eigval.shape != (3,) or eigvec.shape != (3, 3):
-            raise ValueError(f"PCALighting: need 3 eigenvalues and a 3x3 matrix of eigenvectors (columns), "
-                             f"got {eigval.shape} and {eigvec.shape}")
-        self.alphastd, self.eigval, self.eigvec, self.max_value = float(alphastd), eigval, eigvec, max_value
+            raise ValueError(
+                f"PCALighting: need 3 eigenvalues and a 3x3 matrix of eigenvectors (columns), "
+                f"got {eigval.shape} and {eigvec.shape}"
+            )
+        self.alphastd, self.eigval, self.eigvec, self.max_value = (
+            float(alphastd),
+            eigval,
+            eigvec,
+            max_value,
+        )
 
     @staticmethod
     def pixel_covariance(images, max_value=255):
@@ -298,7 +328,9 @@ class PCALighting:
         s1, s2, n = np.zeros(3), np.zeros((3, 3)), 0
         for batch in _batches(images):
             if batch.ndim != 4 or batch.shape[1] != 3:
-                raise ValueError(f"PCALighting: need RGB batches (N, 3, H, W), got shape {batch.shape}")
+                raise ValueError(
+                    f"PCALighting: need RGB batches (N, 3, H, W), got shape {batch.shape}"
+                )
             pixels = batch.transpose(1, 0, 2, 3).reshape(3, -1).astype(np.float64) / max_value
             s1 += pixels.sum(axis=1)
             s2 += pixels @ pixels.T
@@ -317,7 +349,8 @@ class PCALighting:
 
     def __call__(self, images, rng):
         alpha = rng.normal(0.0, self.alphastd, size=(len(images), 3))
-        shift = (alpha * self.eigval) @ self.eigvec.T * self.max_value  # (B, 3): sum_i a_i lambda_i p_i
+        # (B, 3): sum_i a_i lambda_i p_i
+        shift = (alpha * self.eigval) @ self.eigvec.T * self.max_value
         return images.astype(np.float32) + shift.astype(np.float32)[:, :, None, None]
 
     def __repr__(self):
@@ -336,8 +369,12 @@ def imagenet_sizes(image_size=224):
     def scale(n):
         return max(int(image_size), round(n * image_size / 224))
 
-    return {"crop": int(image_size), "train_sides": (scale(256), scale(480)), "test_side": scale(256),
-            "multiscale_sides": tuple(scale(n) for n in (224, 256, 384, 480, 640))}
+    return {
+        "crop": int(image_size),
+        "train_sides": (scale(256), scale(480)),
+        "test_side": scale(256),
+        "multiscale_sides": tuple(scale(n) for n in (224, 256, 384, 480, 640)),
+    }
 
 
 class ImageNetRecipe:
@@ -356,13 +393,23 @@ class ImageNetRecipe:
     when there are more. lighting 0 or None leaves the colours alone.
     """
 
-    def __init__(self, train_set, image_size=224, mean="pixel", lighting=0.1, max_images=10000, seed=0,
-                 batch_size=256):
+    def __init__(
+        self,
+        train_set,
+        image_size=224,
+        mean="pixel",
+        lighting=0.1,
+        max_images=10000,
+        seed=0,
+        batch_size=256,
+    ):
         if mean not in ("pixel", "channel"):
             raise ValueError(f"ImageNetRecipe: mean must be 'pixel' or 'channel', got {mean!r}")
         self.sizes = sizes = imagenet_sizes(image_size)
         crop, test_side = sizes["crop"], sizes["test_side"]
-        self.train_transform = Compose([RandomResizeShorter(*sizes["train_sides"]), RandomCrop(size=crop)])
+        self.train_transform = Compose(
+            [RandomResizeShorter(*sizes["train_sides"]), RandomCrop(size=crop)]
+        )
         self.test_transform = Compose([ResizeShorter(test_side), CenterCrop(crop)])
         self.ten_crop = Compose([ResizeShorter(test_side), TenCrop(crop)])
         n = len(train_set)
@@ -372,7 +419,12 @@ class ImageNetRecipe:
 
         def batches():  # decoded again for each statistic, so that they never all sit in memory
             for start in range(0, len(index), batch_size):
-                yield np.stack([self.test_transform(train_set[i][0][None])[0] for i in index[start:start + batch_size]])
+                yield np.stack(
+                    [
+                        self.test_transform(train_set[i][0][None])[0]
+                        for i in index[start : start + batch_size]
+                    ]
+                )
 
         self.mean = SubtractMean.fit(batches(), per=mean)
         steps = [RandomHorizontalFlip()]

@@ -13,11 +13,30 @@ fast); ``MINIRES_OPS=reference`` or ``with minires.reference_ops():`` runs the c
     loss        softmax_cross_entropy
     shortcut    pad_channels (the option-A shortcut)
 """
+
 import numpy as np
 
 from .activation import relu
-from .basic import (add, broadcast_to, div, exp, getitem, log, matmul, max, maximum, mean, mul, neg, pow,
-                    reshape, sub, sum, transpose, unbroadcast)
+from .basic import (
+    add,
+    broadcast_to,
+    div,
+    exp,
+    getitem,
+    log,
+    matmul,
+    max,
+    maximum,
+    mean,
+    mul,
+    neg,
+    pow,
+    reshape,
+    sub,
+    sum,
+    transpose,
+    unbroadcast,
+)
 from .conv import col2im, conv2d, im2col
 from .linear import linear
 from .loss import softmax_cross_entropy

@@ -6,6 +6,7 @@ We keep the output, not the input: y > 0 exactly where x > 0, and y is usually k
 by the next layer. (The fast twin, ``minires/fast/blocked_relu.py``, does the same in blocks of
 rows on several threads.)
 """
+
 from .. import backend
 from ..autograd import Function
 from ..switch import implementation

@@ -8,6 +8,7 @@ Each op is a ``Function`` whose forward and backward sit together. Conventions:
 - Ties: ``max`` shares the gradient equally among the maxima; ``maximum(a, b)`` gives it to
   ``a`` where ``a == b``.
 """
+
 import numbers
 
 import numpy as np
@@ -18,18 +19,23 @@ from ..autograd import Function, Tensor
 
 # -- helpers ---------------------------------------------------------------------------------------
 
+
 def unbroadcast(g, shape):
-    """Sum ``g`` down to ``shape``: the adjoint of broadcasting an array of ``shape`` to ``g.shape``."""
+    """Sum ``g`` down to ``shape``: the adjoint of broadcasting an array of ``shape`` to
+    ``g.shape``."""
     if g.shape == shape:
         return g
     extra = g.ndim - len(shape)
-    axes = tuple(range(extra)) + tuple(i + extra for i, n in enumerate(shape) if n == 1 and g.shape[i + extra] != 1)
+    axes = tuple(range(extra)) + tuple(
+        i + extra for i, n in enumerate(shape) if n == 1 and g.shape[i + extra] != 1
+    )
     g = g.sum(axis=axes, keepdims=True)
     return g.reshape(shape)
 
 
 def as_tensor(x, like):
-    """``x`` as a Tensor next to ``like``: numbers take like's dtype and device; arrays must match."""
+    """``x`` as a Tensor next to ``like``: numbers take like's dtype and device; arrays must
+    match."""
     if isinstance(x, Tensor):
         return x
     xp = backend.get_array_module(like.data)
@@ -37,17 +43,24 @@ def as_tensor(x, like):
         return Tensor(xp.asarray(x, dtype=like.dtype))
     if isinstance(x, np.ndarray) or backend.is_gpu_array(x):
         if x.dtype != like.dtype:
-            raise TypeError(f"operand array has dtype {x.dtype}, expected {like.dtype} like the tensor; "
-                            "convert it with .astype() first")
+            raise TypeError(
+                f"operand array has dtype {x.dtype}, expected {like.dtype} like the tensor; "
+                "convert it with .astype() first"
+            )
         return Tensor(x)
-    raise TypeError(f"unsupported operand of type {type(x).__name__}: expected a Tensor, an array or a number")
+    raise TypeError(
+        f"unsupported operand of type {type(x).__name__}: expected a Tensor, an array or a number"
+    )
 
 
 def _pair(a, b):
     a_t = isinstance(a, Tensor)
-    if not a_t and not isinstance(b, Tensor):  # at least one operand says which dtype and device to use
-        raise TypeError(f"neither operand is a Tensor ({type(a).__name__} and {type(b).__name__}); "
-                        "wrap one: mr.Tensor(value)")
+    # at least one operand says which dtype and device to use
+    if not a_t and not isinstance(b, Tensor):
+        raise TypeError(
+            f"neither operand is a Tensor ({type(a).__name__} and {type(b).__name__}); "
+            "wrap one: mr.Tensor(value)"
+        )
     like = a if a_t else b
     return (a if a_t else as_tensor(a, like)), as_tensor(b, like)
 
@@ -56,7 +69,9 @@ def _broadcast_shape(name, *shapes):
     try:
         return np.broadcast_shapes(*shapes)
     except ValueError:
-        raise ValueError(f"{name}: shapes {' and '.join(map(str, shapes))} do not broadcast together") from None
+        raise ValueError(
+            f"{name}: shapes {' and '.join(map(str, shapes))} do not broadcast together"
+        ) from None
 
 
 def _normalize_axes(axis, ndim, name):
@@ -74,7 +89,8 @@ def _normalize_axes(axis, ndim, name):
 
 
 def _expand(g, in_shape, axes, keepdims):
-    """Undo a reduction over ``axes``: reshape ``g`` to keepdims form and broadcast to ``in_shape``."""
+    """Undo a reduction over ``axes``: reshape ``g`` to keepdims form and broadcast to
+    ``in_shape``."""
     xp = backend.get_array_module(g)
     if not keepdims:
         g = g.reshape([1 if i in axes else n for i, n in enumerate(in_shape)])
@@ -82,6 +98,7 @@ def _expand(g, in_shape, axes, keepdims):
 
 
 # -- arithmetic ------------------------------------------------------------------------------------
+
 
 class Add(Function):
     """y = a + b."""
@@ -152,7 +169,7 @@ class Pow(Function):
 
     def forward(self, a):
         self.a = a
-        return a ** self.p
+        return a**self.p
 
     def backward(self, gy):
         p = self.p
@@ -249,6 +266,7 @@ def maximum(a, b):
 
 # -- matrix product --------------------------------------------------------------------------------
 
+
 class MatMul(Function):
     """y = a @ b for a: (..., n, k), b: (..., k, m); batch dimensions broadcast.
 
@@ -262,8 +280,16 @@ class MatMul(Function):
     def backward(self, gy):
         xp = backend.get_array_module(gy)
         a, b = self.a, self.b
-        ga = unbroadcast(xp.matmul(gy, xp.swapaxes(b, -1, -2)), a.shape) if self.needs_input_grad[0] else None
-        gb = unbroadcast(xp.matmul(xp.swapaxes(a, -1, -2), gy), b.shape) if self.needs_input_grad[1] else None
+        ga = (
+            unbroadcast(xp.matmul(gy, xp.swapaxes(b, -1, -2)), a.shape)
+            if self.needs_input_grad[0]
+            else None
+        )
+        gb = (
+            unbroadcast(xp.matmul(xp.swapaxes(a, -1, -2), gy), b.shape)
+            if self.needs_input_grad[1]
+            else None
+        )
         return ga, gb
 
 
@@ -271,7 +297,9 @@ def matmul(a, b):
     """Matrix product with NumPy's rules: 1-D operands are promoted to a row / a column."""
     a, b = _pair(a, b)
     if a.ndim == 0 or b.ndim == 0:
-        raise ValueError(f"matmul: operands must have at least 1 dimension, got shapes {a.shape} and {b.shape}")
+        raise ValueError(
+            f"matmul: operands must have at least 1 dimension, got shapes {a.shape} and {b.shape}"
+        )
     squeeze_a, squeeze_b = a.ndim == 1, b.ndim == 1
     if squeeze_a:
         a = reshape(a, (1, a.shape[0]))
@@ -288,6 +316,7 @@ def matmul(a, b):
 
 
 # -- reductions ------------------------------------------------------------------------------------
+
 
 class Sum(Function):
     def __init__(self, axes, keepdims):
@@ -323,7 +352,11 @@ class Max(Function):
     def forward(self, a):
         y = a.max(axis=self.axes, keepdims=True)
         self.winners = a == y
-        return y if self.keepdims else y.reshape([n for i, n in enumerate(a.shape) if i not in self.axes])
+        return (
+            y
+            if self.keepdims
+            else y.reshape([n for i, n in enumerate(a.shape) if i not in self.axes])
+        )
 
     def backward(self, gy):
         w = self.winners
@@ -347,6 +380,7 @@ def max(a, axis=None, keepdims=False):
 
 
 # -- shapes ----------------------------------------------------------------------------------------
+
 
 class Reshape(Function):
     def __init__(self, shape):
@@ -414,13 +448,19 @@ def reshape(a, shape):
         raise ValueError(f"reshape: at most one -1 allowed, got {shape}")
     known = int(np.prod([s for s in shape if s != -1]))
     if (-1 in shape and (known == 0 or a.size % known)) or (-1 not in shape and known != a.size):
-        raise ValueError(f"reshape: cannot reshape a tensor of shape {a.shape} ({a.size} elements) into {shape}")
+        raise ValueError(
+            f"reshape: cannot reshape a tensor of shape {a.shape} ({a.size} elements) into {shape}"
+        )
     return Reshape(shape)(a)
 
 
 def transpose(a, axes=None):
     """Permute axes; ``axes=None`` reverses them (``a.T``)."""
-    axes = tuple(range(a.ndim))[::-1] if axes is None else tuple(int(i) % a.ndim if a.ndim else i for i in axes)
+    axes = (
+        tuple(range(a.ndim))[::-1]
+        if axes is None
+        else tuple(int(i) % a.ndim if a.ndim else i for i in axes)
+    )
     if sorted(axes) != list(range(a.ndim)):
         raise ValueError(f"transpose: axes {axes} are not a permutation of the {a.ndim} axes")
     return Transpose(axes)(a)
@@ -452,10 +492,13 @@ def getitem(a, index):
     try:
         return GetItem(index)(a)
     except IndexError as e:
-        raise IndexError(f"index {index!r} is invalid for a tensor of shape {a.shape}: {e}") from None
+        raise IndexError(
+            f"index {index!r} is invalid for a tensor of shape {a.shape}: {e}"
+        ) from None
 
 
 # -- dtype and device ------------------------------------------------------------------------------
+
 
 class Cast(Function):
     def __init__(self, dtype):

@@ -23,6 +23,7 @@ kernel are dropped), likewise OW.
 fast twin ``minires.fast.ChunkedConv2d``: the same formulas over chunks of images on several
 threads, with shortcuts for 1x1 and stride-1 convolutions (see ``minires/fast/``).
 """
+
 import numpy as np
 
 from .. import backend
@@ -34,7 +35,8 @@ from .layout import channels_first_2d, from_channels_first_2d
 def strided_view(xp, a, shape, strides):
     """A read-only view of ``a``'s memory with the given shape and byte strides."""
     if xp is np and a.flags.c_contiguous:
-        # The ndarray constructor checks the view stays inside ``a`` and costs a tenth of as_strided.
+        # The ndarray constructor checks the view stays inside ``a`` and costs a tenth of
+        # as_strided.
         view = np.ndarray(shape, a.dtype, a, 0, strides)
         view.flags.writeable = False
         return view
@@ -45,7 +47,7 @@ def strided_view(xp, a, shape, strides):
 
 def as_square(v, name):
     """An int, or a pair of equal ints (only square strides/paddings/pool windows are supported)."""
-    a, b = (v if isinstance(v, (tuple, list)) and len(v) == 2 else (v, v))
+    a, b = v if isinstance(v, (tuple, list)) and len(v) == 2 else (v, v)
     if not all(isinstance(t, (int, np.integer)) and not isinstance(t, bool) for t in (a, b)):
         raise TypeError(f"{name} must be an int or a pair of ints, got {v!r}")
     if a != b:
@@ -69,12 +71,15 @@ def check_geometry(where, shape, kh, kw, stride, padding):
         raise ValueError(f"{where}: padding must be >= 0, got {padding}")
     H, W = shape[2], shape[3]
     if H + 2 * padding < kh or W + 2 * padding < kw:
-        raise ValueError(f"{where}: kernel {kh}x{kw} is larger than the padded input "
-                         f"{H + 2 * padding}x{W + 2 * padding} (input {H}x{W}, padding {padding})")
+        raise ValueError(
+            f"{where}: kernel {kh}x{kw} is larger than the padded input "
+            f"{H + 2 * padding}x{W + 2 * padding} (input {H}x{W}, padding {padding})"
+        )
     return out_size(H, kh, stride, padding), out_size(W, kw, stride, padding)
 
 
 # -- im2col / col2im -------------------------------------------------------------------------------
+
 
 def _pad_channel_major(a, padding):
     """(N, C, H, W) -> zero-padded (C, N, H+2p, W+2p) array (a view when padding is 0)."""
@@ -84,7 +89,7 @@ def _pad_channel_major(a, padding):
         return cm
     C, N, H, W = cm.shape
     out = xp.zeros((C, N, H + 2 * padding, W + 2 * padding), dtype=a.dtype)
-    out[:, :, padding:padding + H, padding:padding + W] = cm
+    out[:, :, padding : padding + H, padding : padding + W] = cm
     return out
 
 
@@ -101,11 +106,15 @@ def im2col(a, kh, kw, stride=1, padding=0, out=None):
     sc, sn, sh, sw = padded.strides
     # A read-only view whose [c, i, j, n, p, q] element is padded[c, n, stride*p + i, stride*q + j]:
     # the whole gather is then one copy, with no Python loop over kernel offsets.
-    windows = strided_view(xp, padded, (C, kh, kw, N, OH, OW), (sc, sh, sw, sn, stride * sh, stride * sw))
+    windows = strided_view(
+        xp, padded, (C, kh, kw, N, OH, OW), (sc, sh, sw, sn, stride * sh, stride * sw)
+    )
     if out is None:
         out = xp.empty((C * kh * kw, N * OH * OW), dtype=a.dtype)
     elif out.shape != (C * kh * kw, N * OH * OW):
-        raise ValueError(f"im2col: out has shape {out.shape}, expected {(C * kh * kw, N * OH * OW)}")
+        raise ValueError(
+            f"im2col: out has shape {out.shape}, expected {(C * kh * kw, N * OH * OW)}"
+        )
     out.reshape(C, kh, kw, N, OH, OW)[...] = windows
     return out
 
@@ -120,21 +129,25 @@ def col2im(cols, input_shape, kh, kw, stride=1, padding=0):
     N, C, H, W = input_shape
     OH, OW = check_geometry("col2im", input_shape, kh, kw, stride, padding)
     if cols.shape != (C * kh * kw, N * OH * OW):
-        raise ValueError(f"col2im: cols has shape {cols.shape}, expected {(C * kh * kw, N * OH * OW)} "
-                         f"for input shape {tuple(input_shape)} and a {kh}x{kw} kernel")
+        raise ValueError(
+            f"col2im: cols has shape {cols.shape}, expected {(C * kh * kw, N * OH * OW)} "
+            f"for input shape {tuple(input_shape)} and a {kh}x{kw} kernel"
+        )
     xp = backend.get_array_module(cols)
     out = xp.zeros((C, N, H + 2 * padding, W + 2 * padding), dtype=cols.dtype)
     blocks = cols.reshape(C, kh, kw, N, OH, OW)
     for i in range(kh):
         for j in range(kw):
-            out[:, :, i:i + stride * OH:stride, j:j + stride * OW:stride] += blocks[:, i, j]
-    return out[:, :, padding:padding + H, padding:padding + W].swapaxes(0, 1)
+            out[:, :, i : i + stride * OH : stride, j : j + stride * OW : stride] += blocks[:, i, j]
+    return out[:, :, padding : padding + H, padding : padding + W].swapaxes(0, 1)
 
 
 # -- convolution -----------------------------------------------------------------------------------
 
+
 class Conv2d(Function):
-    """y = conv(x, w) + b.  x: (N, C, H, W), w: (C_out, C, kh, kw), b: (C_out,), y: (N, C_out, OH, OW).
+    """y = conv(x, w) + b.  x: (N, C, H, W), w: (C_out, C, kh, kw), b: (C_out,),
+    y: (N, C_out, OH, OW).
 
     With cols = im2col(x) (C*kh*kw, N*OH*OW), W = w as a (C_out, C*kh*kw) matrix and dy as a
     (C_out, N*OH*OW) matrix:
@@ -143,8 +156,9 @@ class Conv2d(Function):
         backward   dW = dy @ cols^T      db = sum of dy over (n, p, q)      dx = col2im(W^T @ dy)
 
     The backward builds the columns again rather than keeping them from the forward: they are
-    kh*kw times the size of x, which is kept anyway. (The fast twin, ``minires/fast/chunked_conv.py``,
-    computes the same function over chunks of images on several threads.)
+    kh*kw times the size of x, which is kept anyway. (The fast twin,
+    ``minires/fast/chunked_conv.py``, computes the same function over chunks of images on several
+    threads.)
     """
 
     def __init__(self, stride, padding):
@@ -153,8 +167,8 @@ class Conv2d(Function):
     def forward(self, x, w, b=None):
         s, p = self.stride, self.padding
         C_out, _, kh, kw = w.shape
-        cols = im2col(x, kh, kw, s, p)                      # (C*kh*kw, N*OH*OW)
-        y = w.reshape(C_out, -1) @ cols                     # (C_out, N*OH*OW)
+        cols = im2col(x, kh, kw, s, p)  # (C*kh*kw, N*OH*OW)
+        y = w.reshape(C_out, -1) @ cols  # (C_out, N*OH*OW)
         if b is not None:
             y += b[:, None]
         self.x, self.w, self.has_bias = x, w, b is not None
@@ -164,7 +178,7 @@ class Conv2d(Function):
     def backward(self, gy):
         x, w, s, p = self.x, self.w, self.stride, self.padding
         C_out, _, kh, kw = w.shape
-        g = channels_first_2d(gy)                           # dy as (C_out, N*OH*OW)
+        g = channels_first_2d(gy)  # dy as (C_out, N*OH*OW)
         gw = (g @ im2col(x, kh, kw, s, p).T).reshape(w.shape)
         gx = col2im(w.reshape(C_out, -1).T @ g, x.shape, kh, kw, s, p)
         return (gx, gw, g.sum(axis=1)) if self.has_bias else (gx, gw)
@@ -181,10 +195,13 @@ def conv2d(x, w, b=None, stride=1, padding=0):
     if x.ndim != 4:
         raise ValueError(f"conv2d: x must be 4-D (N, C, H, W), got shape {x.shape}")
     if x.shape[1] != w.shape[1]:
-        raise ValueError(f"conv2d: x has {x.shape[1]} channels but w expects {w.shape[1]} "
-                         f"(x shape {x.shape}, w shape {w.shape})")
+        raise ValueError(
+            f"conv2d: x has {x.shape[1]} channels but w expects {w.shape[1]} "
+            f"(x shape {x.shape}, w shape {w.shape})"
+        )
     if b is not None and b.shape != (w.shape[0],):
         raise ValueError(f"conv2d: b must have shape ({w.shape[0]},), got {b.shape}")
     check_geometry("conv2d", x.shape, w.shape[2], w.shape[3], stride, padding)
-    op = implementation(Conv2d)(stride, padding)  # the fast twin unless in reference mode (minires/switch.py)
+    # the fast twin unless in reference mode (minires/switch.py)
+    op = implementation(Conv2d)(stride, padding)
     return op(x, w) if b is None else op(x, w, b)

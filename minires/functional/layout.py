@@ -12,6 +12,7 @@ Everything still works on a plain C-contiguous NCHW array; it just costs one cop
 :func:`channels_first_2d`. The reference ops use these helpers so that they hand the next layer
 the same layout as their fast twins do.
 """
+
 from .. import backend
 
 

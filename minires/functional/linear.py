@@ -2,6 +2,7 @@
 
 Backward: dx = dy W,  dW = dy^T x,  db = sum over the batch of dy.
 """
+
 from ..autograd import Function
 
 
@@ -24,10 +25,14 @@ class Linear(Function):
 def linear(x, w, b=None):
     """x: (N, in), w: (out, in), b: (out,) or None -> (N, out)."""
     if x.ndim != 2 or w.ndim != 2:
-        raise ValueError(f"linear: x must be (N, in) and w (out, in), got shapes {x.shape} and {w.shape}")
+        raise ValueError(
+            f"linear: x must be (N, in) and w (out, in), got shapes {x.shape} and {w.shape}"
+        )
     if x.shape[1] != w.shape[1]:
-        raise ValueError(f"linear: x has {x.shape[1]} features but w expects {w.shape[1]} "
-                         f"(x shape {x.shape}, w shape {w.shape})")
+        raise ValueError(
+            f"linear: x has {x.shape[1]} features but w expects {w.shape[1]} "
+            f"(x shape {x.shape}, w shape {w.shape})"
+        )
     if b is not None and b.shape != (w.shape[0],):
         raise ValueError(f"linear: b must have shape ({w.shape[0]},), got {b.shape}")
     return Linear()(x, w) if b is None else Linear()(x, w, b)

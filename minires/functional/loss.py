@@ -8,6 +8,7 @@ With z the logits (N, C) and t the integer labels (N,):
 
     dL/dz = (softmax(z) - onehot(t)) / N.
 """
+
 import numpy as np
 
 from .. import backend
@@ -46,14 +47,21 @@ def softmax_cross_entropy(logits, labels):
     if not (isinstance(labels, np.ndarray) or backend.is_gpu_array(labels)):
         labels = np.asarray(labels)
     if labels.dtype.kind not in "iu":
-        raise TypeError(f"softmax_cross_entropy: labels must be integers (class indices), got dtype {labels.dtype}")
+        raise TypeError(
+            "softmax_cross_entropy: labels must be integers (class indices), "
+            f"got dtype {labels.dtype}"
+        )
     if labels.shape != (N,):
-        raise ValueError(f"softmax_cross_entropy: labels must have shape ({N},) to match logits {logits.shape}, "
-                         f"got {labels.shape}")
+        raise ValueError(
+            f"softmax_cross_entropy: labels must have shape ({N},) to match logits {logits.shape}, "
+            f"got {labels.shape}"
+        )
     if N == 0:
         raise ValueError("softmax_cross_entropy: empty batch")
     lo, hi = int(labels.min()), int(labels.max())
     if lo < 0 or hi >= C:
-        raise ValueError(f"softmax_cross_entropy: labels must be in [0, {C}), got values in [{lo}, {hi}]")
+        raise ValueError(
+            f"softmax_cross_entropy: labels must be in [0, {C}), got values in [{lo}, {hi}]"
+        )
     labels = backend.to_device(labels, logits.device)
     return SoftmaxCrossEntropy(labels)(logits)

@@ -17,6 +17,7 @@ N*sum(beta) for any x, which is why gradcheck contracts with a random upstream g
 Running statistics (used in eval mode) follow PyTorch: r = (1 - momentum) * r + momentum * stat,
 with the *unbiased* variance var * M / (M - 1).
 """
+
 from .. import backend
 from ..autograd import Function, Tensor
 from ..switch import implementation
@@ -36,13 +37,17 @@ class BatchNorm(Function):
 
     def forward(self, x, gamma, beta):
         xp = backend.get_array_module(x)
-        m = channels_first_2d(x)                            # (C, M): one row per channel
+        m = channels_first_2d(x)  # (C, M): one row per channel
         M = m.shape[1]
         if self.training:
             mu, var = m.mean(axis=1), m.var(axis=1)
             if self.running_mean is not None:
-                self.running_mean[...] = (1 - self.momentum) * self.running_mean + self.momentum * mu
-                self.running_var[...] = (1 - self.momentum) * self.running_var + self.momentum * var * M / (M - 1)
+                self.running_mean[...] = (
+                    1 - self.momentum
+                ) * self.running_mean + self.momentum * mu
+                self.running_var[...] = (
+                    1 - self.momentum
+                ) * self.running_var + self.momentum * var * M / (M - 1)
         else:
             mu, var = self.running_mean, self.running_var
         self.invstd = 1 / xp.sqrt(var + self.eps)
@@ -52,7 +57,7 @@ class BatchNorm(Function):
         return from_channels_first_2d(y, x.shape)
 
     def backward(self, gy):
-        g = channels_first_2d(gy)                           # (C, M)
+        g = channels_first_2d(gy)  # (C, M)
         M = g.shape[1]
         dbeta = g.sum(axis=1)
         dgamma = (g * self.xhat).sum(axis=1)
@@ -76,19 +81,33 @@ def batch_norm(x, weight, bias, running_mean, running_var, training, momentum=0.
     xp = backend.get_array_module(x.data)
     weight = weight if weight is not None else Tensor(xp.ones(C, dtype=x.dtype))
     bias = bias if bias is not None else Tensor(xp.zeros(C, dtype=x.dtype))
-    for name, t in (("weight", weight), ("bias", bias), ("running_mean", running_mean), ("running_var", running_var)):
+    for name, t in (
+        ("weight", weight),
+        ("bias", bias),
+        ("running_mean", running_mean),
+        ("running_var", running_var),
+    ):
         if t is not None and tuple(t.shape) != (C,):
-            raise ValueError(f"batch_norm: {name} must have shape ({C},) for {C} channels, got {tuple(t.shape)}")
+            raise ValueError(
+                f"batch_norm: {name} must have shape ({C},) for {C} channels, got {tuple(t.shape)}"
+            )
     for name, t in (("running_mean", running_mean), ("running_var", running_var)):
         if t is not None and (t.dtype != x.dtype or backend.device_of(t) != x.device):
-            raise TypeError(f"batch_norm: {name} is {t.dtype} on {backend.device_of(t)}, "
-                            f"expected {x.dtype} on {x.device} like x")
+            raise TypeError(
+                f"batch_norm: {name} is {t.dtype} on {backend.device_of(t)}, "
+                f"expected {x.dtype} on {x.device} like x"
+            )
     if training:
         M = x.size // C
         if M < 2:
-            raise ValueError(f"batch_norm: training needs more than one value per channel, got x of shape {x.shape}")
+            raise ValueError(
+                "batch_norm: training needs more than one value per channel, "
+                f"got x of shape {x.shape}"
+            )
     elif running_mean is None or running_var is None:
-        raise ValueError("batch_norm: eval mode (training=False) needs running_mean and running_var")
+        raise ValueError(
+            "batch_norm: eval mode (training=False) needs running_mean and running_var"
+        )
     if not 0 <= momentum <= 1:
         raise ValueError(f"batch_norm: momentum must be in [0, 1], got {momentum}")
     op = implementation(BatchNorm)  # the fast twin unless in reference mode (minires/switch.py)

@@ -9,6 +9,7 @@ backward adds each offset's share of dy back through the same view (``_add_back`
           gives NaN (as NumPy's max and PyTorch do)
     avg:  y = mean of the window of xpad, padding counted as zeros (PyTorch's count_include_pad)
 """
+
 import numpy as np
 
 from .. import backend
@@ -33,23 +34,24 @@ def _pad(x, p, value):
         return x
     N, C, H, W = x.shape
     padded = backend.get_array_module(x).full((N, C, H + 2 * p, W + 2 * p), value, dtype=x.dtype)
-    padded[:, :, p:p + H, p:p + W] = x
+    padded[:, :, p : p + H, p : p + W] = x
     return padded
 
 
 def _windows(padded, i, j, s, OH, OW):
     """The (N, C, OH, OW) view of the padded input seen by kernel offset (i, j)."""
-    return padded[:, :, i:i + s * OH:s, j:j + s * OW:s]
+    return padded[:, :, i : i + s * OH : s, j : j + s * OW : s]
 
 
 def _add_back(shares, in_shape, geom, like):
-    """dx: ``shares[k]`` (N, C, OH, OW) added back at kernel offset k = i*kw + j, padding cut off."""
+    """dx: ``shares[k]`` (N, C, OH, OW) added back at kernel offset k = i*kw + j,
+    padding cut off."""
     kh, kw, s, p, OH, OW = geom
     N, C, H, W = in_shape
     g = backend.get_array_module(like).zeros((N, C, H + 2 * p, W + 2 * p), dtype=like.dtype)
     for k, share in enumerate(shares):
         _windows(g, k // kw, k % kw, s, OH, OW)[...] += share
-    return g[:, :, p:p + H, p:p + W]
+    return g[:, :, p : p + H, p : p + W]
 
 
 class MaxPool2d(Function):
@@ -80,7 +82,9 @@ class MaxPool2d(Function):
     def backward(self, gy):
         xp = backend.get_array_module(gy)
         kh, kw = self.geom[:2]
-        return _add_back((xp.where(self.arg == k, gy, 0) for k in range(kh * kw)), self.in_shape, self.geom, gy)
+        return _add_back(
+            (xp.where(self.arg == k, gy, 0) for k in range(kh * kw)), self.in_shape, self.geom, gy
+        )
 
 
 class AvgPool2d(Function):
@@ -120,7 +124,8 @@ class GlobalAvgPool2d(Function):
 
 
 def max_pool2d(x, kernel_size, stride=None, padding=0):
-    """Max over kernel_size windows (stride defaults to kernel_size); (N, C, H, W) -> (N, C, OH, OW)."""
+    """Max over kernel_size windows (stride defaults to kernel_size);
+    (N, C, H, W) -> (N, C, OH, OW)."""
     return MaxPool2d(*_pool_geometry("max_pool2d", x, kernel_size, stride, padding))(x)
 
 

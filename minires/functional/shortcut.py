@@ -8,6 +8,7 @@ s-th pixel, and fill the C' - C new channels with zeros:
 
 Its gradient routes dy[:, :C] back to the sampled pixels; the padded channels get nothing.
 """
+
 from .. import backend
 from ..autograd import Function
 from .layout import zeros_channel_major
@@ -22,7 +23,7 @@ class PadChannels(Function):
         sub = x[:, :, ::s, ::s]
         self.in_shape = x.shape
         y = zeros_channel_major((x.shape[0], self.out_channels) + sub.shape[2:], x.dtype, x)
-        y[:, :x.shape[1]] = sub
+        y[:, : x.shape[1]] = sub
         return y
 
     def backward(self, gy):
@@ -38,7 +39,10 @@ def pad_channels(x, out_channels, stride):
     if x.ndim != 4:
         raise ValueError(f"pad_channels: x must be 4-D (N, C, H, W), got shape {x.shape}")
     if out_channels < x.shape[1]:
-        raise ValueError(f"pad_channels: out_channels ({out_channels}) must be >= the input's channels ({x.shape[1]})")
+        raise ValueError(
+            f"pad_channels: out_channels ({out_channels}) must be >= "
+            f"the input's channels ({x.shape[1]})"
+        )
     if stride < 1:
         raise ValueError(f"pad_channels: stride must be >= 1, got {stride}")
     return PadChannels(int(out_channels), int(stride))(x)

@@ -1,4 +1,5 @@
-"""ResNet (He, Zhang, Ren, Sun, 2015, "Deep Residual Learning for Image Recognition"), and plain twins.
+"""ResNet (He, Zhang, Ren, Sun, 2015, "Deep Residual Learning for Image Recognition"), and plain
+twins.
 
 A residual block computes  y = F(x, {W_i}) + x          (eq. 1, identity shortcut)
                        or  y = F(x, {W_i}) + W_s x      (eq. 2, projection where shapes change)
@@ -15,6 +16,7 @@ ImageNet nets (Table 1): 7x7/2 conv, 3x3/2 max-pool, four stages of 64/128/256/5
 three stages of n blocks with 16/32/64 planes on 32/16/8 maps, global average pool, fc:
 6n + 2 layers. Parameter names follow torchvision, so weights move between the two.
 """
+
 from .. import functional as F
 from .. import nn
 
@@ -65,7 +67,8 @@ class BasicBlock(nn.Module):
         if self.downsample is not None:
             identity = self.downsample(x)  # W_s x (options B/C) or zero padding (option A)
         if self.residual:
-            out = out + identity  # y = F(x, {W_i}) + x, eq. (1); + W_s x where shapes change, eq. (2)
+            # y = F(x, {W_i}) + x, eq. (1); + W_s x where shapes change, eq. (2)
+            out = out + identity
         return self.relu(out)
 
     def last_bn(self):
@@ -114,7 +117,8 @@ class Bottleneck(nn.Module):
         if self.downsample is not None:
             identity = self.downsample(x)  # W_s x (options B/C) or zero padding (option A)
         if self.residual:
-            out = out + identity  # y = F(x, {W_i}) + x, eq. (1); + W_s x where shapes change, eq. (2)
+            # y = F(x, {W_i}) + x, eq. (1); + W_s x where shapes change, eq. (2)
+            out = out + identity
         return self.relu(out)
 
     def last_bn(self):
@@ -142,8 +146,18 @@ class ResNet(nn.Module):
     residual branch at weight 0, so each block starts as the identity.
     """
 
-    def __init__(self, block, layers, num_classes=1000, stem="imagenet", shortcut="B", in_channels=3,
-                 zero_init_residual=False, stride_in_1x1=False, widths=None):
+    def __init__(
+        self,
+        block,
+        layers,
+        num_classes=1000,
+        stem="imagenet",
+        shortcut="B",
+        in_channels=3,
+        zero_init_residual=False,
+        stride_in_1x1=False,
+        widths=None,
+    ):
         super().__init__()
         if stem not in ("imagenet", "cifar"):
             raise ValueError(f"stem must be 'imagenet' or 'cifar', got {stem!r}")
@@ -167,7 +181,11 @@ class ResNet(nn.Module):
         else:
             self.maxpool = None
         for i, (planes, blocks) in enumerate(zip(widths, layers)):
-            setattr(self, f"layer{i + 1}", self._make_layer(block, planes, blocks, stride=1 if i == 0 else 2))
+            setattr(
+                self,
+                f"layer{i + 1}",
+                self._make_layer(block, planes, blocks, stride=1 if i == 0 else 2),
+            )
         self.num_stages = len(layers)
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
         self.fc = nn.Linear(widths[-1] * block.expansion, num_classes)
@@ -180,7 +198,15 @@ class ResNet(nn.Module):
         """One stage: the first block changes the stride/width, the rest keep them."""
         layers = []
         for b in range(blocks):
-            layers.append(block(self.in_planes, planes, stride if b == 0 else 1, self.shortcut, **self.block_kwargs))
+            layers.append(
+                block(
+                    self.in_planes,
+                    planes,
+                    stride if b == 0 else 1,
+                    self.shortcut,
+                    **self.block_kwargs,
+                )
+            )
             self.in_planes = planes * block.expansion
         return nn.Sequential(*layers)
 
@@ -197,54 +223,140 @@ class ResNet(nn.Module):
         return self.fc(x)
 
 
-# -- ImageNet nets (Table 1): projection shortcuts where shapes change (option B) --------------------
+# -- ImageNet nets (Table 1): projection shortcuts where shapes change (option B) ------------------
+
 
 def _imagenet(block, layers, shortcut, num_classes, kwargs):
-    return ResNet(block, layers, num_classes=num_classes, stem="imagenet", shortcut=shortcut, **kwargs)
+    return ResNet(
+        block, layers, num_classes=num_classes, stem="imagenet", shortcut=shortcut, **kwargs
+    )
 
 
-def resnet18(num_classes=1000, shortcut="B", **kw): return _imagenet(BasicBlock, [2, 2, 2, 2], shortcut, num_classes, kw)
-def resnet34(num_classes=1000, shortcut="B", **kw): return _imagenet(BasicBlock, [3, 4, 6, 3], shortcut, num_classes, kw)
-def resnet50(num_classes=1000, shortcut="B", **kw): return _imagenet(Bottleneck, [3, 4, 6, 3], shortcut, num_classes, kw)
-def resnet101(num_classes=1000, shortcut="B", **kw): return _imagenet(Bottleneck, [3, 4, 23, 3], shortcut, num_classes, kw)
-def resnet152(num_classes=1000, shortcut="B", **kw): return _imagenet(Bottleneck, [3, 8, 36, 3], shortcut, num_classes, kw)
+def resnet18(num_classes=1000, shortcut="B", **kw):
+    return _imagenet(BasicBlock, [2, 2, 2, 2], shortcut, num_classes, kw)
 
 
-def plain18(num_classes=1000, **kw): return _imagenet(BasicBlock, [2, 2, 2, 2], None, num_classes, kw)
-def plain34(num_classes=1000, **kw): return _imagenet(BasicBlock, [3, 4, 6, 3], None, num_classes, kw)
-def plain50(num_classes=1000, **kw): return _imagenet(Bottleneck, [3, 4, 6, 3], None, num_classes, kw)
-def plain101(num_classes=1000, **kw): return _imagenet(Bottleneck, [3, 4, 23, 3], None, num_classes, kw)
-def plain152(num_classes=1000, **kw): return _imagenet(Bottleneck, [3, 8, 36, 3], None, num_classes, kw)
+def resnet34(num_classes=1000, shortcut="B", **kw):
+    return _imagenet(BasicBlock, [3, 4, 6, 3], shortcut, num_classes, kw)
 
 
-# -- CIFAR nets (sec. 4.2): 6n + 2 layers, option A shortcuts ------------------------------------------
+def resnet50(num_classes=1000, shortcut="B", **kw):
+    return _imagenet(Bottleneck, [3, 4, 6, 3], shortcut, num_classes, kw)
+
+
+def resnet101(num_classes=1000, shortcut="B", **kw):
+    return _imagenet(Bottleneck, [3, 4, 23, 3], shortcut, num_classes, kw)
+
+
+def resnet152(num_classes=1000, shortcut="B", **kw):
+    return _imagenet(Bottleneck, [3, 8, 36, 3], shortcut, num_classes, kw)
+
+
+def plain18(num_classes=1000, **kw):
+    return _imagenet(BasicBlock, [2, 2, 2, 2], None, num_classes, kw)
+
+
+def plain34(num_classes=1000, **kw):
+    return _imagenet(BasicBlock, [3, 4, 6, 3], None, num_classes, kw)
+
+
+def plain50(num_classes=1000, **kw):
+    return _imagenet(Bottleneck, [3, 4, 6, 3], None, num_classes, kw)
+
+
+def plain101(num_classes=1000, **kw):
+    return _imagenet(Bottleneck, [3, 4, 23, 3], None, num_classes, kw)
+
+
+def plain152(num_classes=1000, **kw):
+    return _imagenet(Bottleneck, [3, 8, 36, 3], None, num_classes, kw)
+
+
+# -- CIFAR nets (sec. 4.2): 6n + 2 layers, option A shortcuts --------------------------------------
+
 
 def cifar_resnet(depth, num_classes=10, shortcut="A", **kw):
     """The CIFAR-10 ResNet with ``depth`` = 6n + 2 layers (n BasicBlocks per stage)."""
     if depth < 8 or (depth - 2) % 6:
-        raise ValueError(f"CIFAR ResNet depth must be 6n + 2 (20, 32, 44, 56, 110, ...), got {depth}")
+        raise ValueError(
+            f"CIFAR ResNet depth must be 6n + 2 (20, 32, 44, 56, 110, ...), got {depth}"
+        )
     n = (depth - 2) // 6
-    return ResNet(BasicBlock, [n, n, n], num_classes=num_classes, stem="cifar", shortcut=shortcut, **kw)
+    return ResNet(
+        BasicBlock, [n, n, n], num_classes=num_classes, stem="cifar", shortcut=shortcut, **kw
+    )
 
 
-def resnet20(num_classes=10, shortcut="A", **kw): return cifar_resnet(20, num_classes, shortcut, **kw)
-def resnet32(num_classes=10, shortcut="A", **kw): return cifar_resnet(32, num_classes, shortcut, **kw)
-def resnet44(num_classes=10, shortcut="A", **kw): return cifar_resnet(44, num_classes, shortcut, **kw)
-def resnet56(num_classes=10, shortcut="A", **kw): return cifar_resnet(56, num_classes, shortcut, **kw)
-def resnet110(num_classes=10, shortcut="A", **kw): return cifar_resnet(110, num_classes, shortcut, **kw)
-def resnet1202(num_classes=10, shortcut="A", **kw): return cifar_resnet(1202, num_classes, shortcut, **kw)
+def resnet20(num_classes=10, shortcut="A", **kw):
+    return cifar_resnet(20, num_classes, shortcut, **kw)
 
 
-def plain20(num_classes=10, **kw): return cifar_resnet(20, num_classes, None, **kw)
-def plain32(num_classes=10, **kw): return cifar_resnet(32, num_classes, None, **kw)
-def plain44(num_classes=10, **kw): return cifar_resnet(44, num_classes, None, **kw)
-def plain56(num_classes=10, **kw): return cifar_resnet(56, num_classes, None, **kw)
-def plain110(num_classes=10, **kw): return cifar_resnet(110, num_classes, None, **kw)
+def resnet32(num_classes=10, shortcut="A", **kw):
+    return cifar_resnet(32, num_classes, shortcut, **kw)
 
 
-BUILDERS = {f.__name__: f for f in (
-    resnet18, resnet34, resnet50, resnet101, resnet152, plain18, plain34, plain50, plain101, plain152,
-    resnet20, resnet32, resnet44, resnet56, resnet110, resnet1202, plain20, plain32, plain44, plain56, plain110)}
+def resnet44(num_classes=10, shortcut="A", **kw):
+    return cifar_resnet(44, num_classes, shortcut, **kw)
+
+
+def resnet56(num_classes=10, shortcut="A", **kw):
+    return cifar_resnet(56, num_classes, shortcut, **kw)
+
+
+def resnet110(num_classes=10, shortcut="A", **kw):
+    return cifar_resnet(110, num_classes, shortcut, **kw)
+
+
+def resnet1202(num_classes=10, shortcut="A", **kw):
+    return cifar_resnet(1202, num_classes, shortcut, **kw)
+
+
+def plain20(num_classes=10, **kw):
+    return cifar_resnet(20, num_classes, None, **kw)
+
+
+def plain32(num_classes=10, **kw):
+    return cifar_resnet(32, num_classes, None, **kw)
+
+
+def plain44(num_classes=10, **kw):
+    return cifar_resnet(44, num_classes, None, **kw)
+
+
+def plain56(num_classes=10, **kw):
+    return cifar_resnet(56, num_classes, None, **kw)
+
+
+def plain110(num_classes=10, **kw):
+    return cifar_resnet(110, num_classes, None, **kw)
+
+
+BUILDERS = {
+    f.__name__: f
+    for f in (
+        resnet18,
+        resnet34,
+        resnet50,
+        resnet101,
+        resnet152,
+        plain18,
+        plain34,
+        plain50,
+        plain101,
+        plain152,
+        resnet20,
+        resnet32,
+        resnet44,
+        resnet56,
+        resnet110,
+        resnet1202,
+        plain20,
+        plain32,
+        plain44,
+        plain56,
+        plain110,
+    )
+}
 
 
 def get_model(name, **kwargs):

@@ -1,4 +1,5 @@
-"""``summary(model, input_shape)``: per-stage output shapes, parameters and mult-adds, as in Table 1.
+"""``summary(model, input_shape)``: per-stage output shapes, parameters and mult-adds, as in
+Table 1.
 
 Mult-adds count the multiply-accumulates of convolutions and fully connected layers, the
 convention of the paper's "FLOPs" row (batch norm, ReLU, pooling and additions are left out):
@@ -9,6 +10,7 @@ Shapes come from one forward pass, in eval mode and without a graph, of an *empt
 every layer runs and reports its output shape, but no arithmetic is done, so summarising
 ResNet-152 at 224x224 takes milliseconds. Counts are per example.
 """
+
 from collections import namedtuple
 
 import numpy as np
@@ -31,14 +33,25 @@ class Summary:
 
     def __str__(self):
         header = ("layer", "output shape", "params", "mult-adds")
-        body = [(r.layer, "x".join(map(str, r.output_shape)), f"{r.params:,}", f"{r.mult_adds:,}") for r in self.rows]
+        body = [
+            (r.layer, "x".join(map(str, r.output_shape)), f"{r.params:,}", f"{r.mult_adds:,}")
+            for r in self.rows
+        ]
         widths = [max(len(str(c)) for c in col) for col in zip(header, *body)]
-        line = lambda cells: "  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w)
-                                       for i, (c, w) in enumerate(zip(cells, widths)))
+        line = lambda cells: "  ".join(
+            str(c).ljust(w) if i == 0 else str(c).rjust(w)
+            for i, (c, w) in enumerate(zip(cells, widths))
+        )
         rule = "-" * len(line(header))
-        out = [f"input {'x'.join(map(str, self.input_shape))}", line(header), rule, *map(line, body), rule,
-               f"total params: {self.total_params:,}",
-               f"total mult-adds: {self.total_mult_adds:,} ({self.total_mult_adds / 1e9:.2f} G)"]
+        out = [
+            f"input {'x'.join(map(str, self.input_shape))}",
+            line(header),
+            rule,
+            *map(line, body),
+            rule,
+            f"total params: {self.total_params:,}",
+            f"total mult-adds: {self.total_mult_adds:,} ({self.total_mult_adds / 1e9:.2f} G)",
+        ]
         return "\n".join(out)
 
 
@@ -53,7 +66,8 @@ def _mult_adds(module, out_shape):
 
 
 def summary(model, input_shape, depth=1):
-    """Summarise ``model`` for one input of ``input_shape`` = (C, H, W) (or (N, C, H, W); N is ignored).
+    """Summarise ``model`` for one input of ``input_shape`` = (C, H, W)
+    (or (N, C, H, W); N is ignored).
 
     ``depth`` chooses the rows: 1 lists the top-level children (conv1, bn1, ..., layer1..4, fc);
     2 lists the blocks inside each stage too.
@@ -62,7 +76,9 @@ def summary(model, input_shape, depth=1):
     if len(shape) == 3:
         shape = (1,) + shape
     if len(shape) != 4:
-        raise ValueError(f"summary: input_shape must be (C, H, W) or (N, C, H, W), got {input_shape}")
+        raise ValueError(
+            f"summary: input_shape must be (C, H, W) or (N, C, H, W), got {input_shape}"
+        )
     named = list(model.named_modules())
     out_shapes, macs = {}, {}
 
@@ -90,8 +106,14 @@ def summary(model, input_shape, depth=1):
         if level < depth and any(True for _ in m.children()) and depth > 1:
             continue  # a container shown through its children at this depth
         sub = [id(s) for _, s in m.named_modules()]
-        rows.append(Row(name, out_shapes[id(m)], sum(p.size for p in m.parameters()),
-                        sum(macs.get(i, 0) for i in sub)))
+        rows.append(
+            Row(
+                name,
+                out_shapes[id(m)],
+                sum(p.size for p in m.parameters()),
+                sum(macs.get(i, 0) for i in sub),
+            )
+        )
     total_params = sum(p.size for p in model.parameters())
     total_macs = sum(macs.values())
     return Summary(rows, total_params, total_macs, shape)

@@ -1,4 +1,5 @@
 """``ReLU`` as a layer."""
+
 from .. import functional as F
 from .module import Module
 

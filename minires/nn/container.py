@@ -1,4 +1,5 @@
 """``Sequential`` (modules applied in order) and ``Identity`` (the empty sequence)."""
+
 from .module import Module
 
 

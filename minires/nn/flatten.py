@@ -1,4 +1,5 @@
 """``Flatten``: (N, C, H, W) -> (N, C*H*W), between the pooled features and the classifier."""
+
 from .. import functional as F
 from .module import Module
 

@@ -1,11 +1,14 @@
 """Weight initialisation, in place, drawing from minires's seeded generator.
 
 He et al. (2015, "Delving deep into rectifiers"), used by the ResNet paper:
-    w ~ N(0, 2 / fan),  fan = fan_out = C_out*kh*kw ("fan_out", as torchvision) or fan_in = C_in*kh*kw.
-It keeps the variance of activations (fan_in) or of gradients (fan_out) constant through ReLU layers.
-Glorot & Bengio (2010), "Xavier": w ~ N(0, 2 / (fan_in + fan_out)), made for tanh-like units;
-with ReLU it halves the signal at every layer, which is what makes deep plain nets' gradients vanish.
+    w ~ N(0, 2 / fan),  fan = fan_out = C_out*kh*kw ("fan_out", as torchvision)
+                           or fan_in = C_in*kh*kw.
+It keeps the variance of activations (fan_in) or of gradients (fan_out) constant through ReLU
+layers. Glorot & Bengio (2010), "Xavier": w ~ N(0, 2 / (fan_in + fan_out)), made for tanh-like
+units; with ReLU it halves the signal at every layer, which is what makes deep plain nets'
+gradients vanish.
 """
+
 import math
 
 import numpy as np

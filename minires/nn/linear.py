@@ -1,4 +1,5 @@
 """``Linear``: y = x W^T + b, the classifier at the top of a ResNet."""
+
 import math
 
 import numpy as np
@@ -19,11 +20,20 @@ class Linear(Module):
                 raise ValueError(f"Linear: {name} must be a positive int, got {v!r}")
         self.in_features, self.out_features = in_features, out_features
         bound = 1 / math.sqrt(in_features)
-        self.weight = init.uniform_(Parameter(np.empty((out_features, in_features), dtype=dtype)), -bound, bound)
-        self.bias = init.uniform_(Parameter(np.empty(out_features, dtype=dtype)), -bound, bound) if bias else None
+        self.weight = init.uniform_(
+            Parameter(np.empty((out_features, in_features), dtype=dtype)), -bound, bound
+        )
+        self.bias = (
+            init.uniform_(Parameter(np.empty(out_features, dtype=dtype)), -bound, bound)
+            if bias
+            else None
+        )
 
     def forward(self, x):
         return F.linear(x, self.weight, self.bias)
 
     def extra_repr(self):
-        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, "
+            f"bias={self.bias is not None}"
+        )

@@ -1,4 +1,5 @@
-"""``Module`` and ``Parameter``: layers that own tensors, nest, and save/load by name, as in PyTorch.
+"""``Module`` and ``Parameter``: layers that own tensors, nest, and save/load by name, as in
+PyTorch.
 
 A module's attributes that are Parameters or Modules are registered in assignment order, so
 ``named_parameters()`` and ``state_dict()`` list them in a fixed, reproducible order, with dotted
@@ -6,6 +7,7 @@ names (``layer1.0.conv1.weight``) that match torchvision's for the same architec
 Buffers (``register_buffer``) are arrays that are saved and moved with the module but are not
 trained: batch norm's running statistics.
 """
+
 from collections import OrderedDict, namedtuple
 
 import numpy as np
@@ -20,7 +22,11 @@ class Parameter(Tensor):
     __slots__ = ()
 
     def __init__(self, data, requires_grad=True, dtype=None):
-        super().__init__(data.data if isinstance(data, Tensor) else data, requires_grad=requires_grad, dtype=dtype)
+        super().__init__(
+            data.data if isinstance(data, Tensor) else data,
+            requires_grad=requires_grad,
+            dtype=dtype,
+        )
 
     def __repr__(self):
         return "Parameter containing:\n" + super().__repr__()
@@ -33,7 +39,8 @@ _IGNORED_KEYS = ("num_batches_tracked",)
 
 
 class Module:
-    """Base class of every layer and model. Subclasses set attributes in ``__init__`` and define ``forward``."""
+    """Base class of every layer and model. Subclasses set attributes in ``__init__`` and define
+    ``forward``."""
 
     def __init__(self):
         object.__setattr__(self, "_parameters", OrderedDict())
@@ -45,9 +52,14 @@ class Module:
     # -- registration ---------------------------------------------------------------------------
     def __setattr__(self, name, value):
         if "_parameters" not in self.__dict__:
-            raise RuntimeError(f"{type(self).__name__}: call super().__init__() before assigning attributes")
-        target = self._parameters if isinstance(value, Parameter) else (
-            self._modules if isinstance(value, Module) else None)
+            raise RuntimeError(
+                f"{type(self).__name__}: call super().__init__() before assigning attributes"
+            )
+        target = (
+            self._parameters
+            if isinstance(value, Parameter)
+            else (self._modules if isinstance(value, Module) else None)
+        )
         for table in (self._parameters, self._buffers, self._modules):
             if table is not target:
                 table.pop(name, None)
@@ -73,7 +85,8 @@ class Module:
         object.__delattr__(self, name)
 
     def register_buffer(self, name, array):
-        """Keep ``array`` (NumPy/CuPy, or None) as a named, saved, non-trained state of this module."""
+        """Keep ``array`` (NumPy/CuPy, or None) as a named, saved, non-trained state of this
+        module."""
         if name in self.__dict__:
             object.__delattr__(self, name)
         self._buffers[name] = array
@@ -96,7 +109,8 @@ class Module:
         return out
 
     def register_forward_hook(self, hook):
-        """Call ``hook(module, inputs, output)`` after every forward; it may return a replacement output."""
+        """Call ``hook(module, inputs, output)`` after every forward; it may return a replacement
+        output."""
         self._forward_hooks.append(hook)
         return HookHandle(self._forward_hooks, hook)
 
@@ -108,7 +122,8 @@ class Module:
         return iter(self._modules.values())
 
     def named_modules(self, prefix=""):
-        """(name, module) for this module and every descendant, depth first, in registration order."""
+        """(name, module) for this module and every descendant, depth first, in registration
+        order."""
         seen, stack = set(), [(prefix, self)]
         while stack:
             name, m = stack.pop()
@@ -116,7 +131,9 @@ class Module:
                 continue
             seen.add(id(m))
             yield name, m
-            stack.extend(reversed([(f"{name}.{k}" if name else k, c) for k, c in m._modules.items()]))
+            stack.extend(
+                reversed([(f"{name}.{k}" if name else k, c) for k, c in m._modules.items()])
+            )
 
     def modules(self):
         return (m for _, m in self.named_modules())
@@ -153,7 +170,8 @@ class Module:
             p.grad = None
 
     def to(self, device=None, dtype=None):
-        """Move parameters and buffers to ``device`` and/or cast them to ``dtype``, in place; returns self."""
+        """Move parameters and buffers to ``device`` and/or cast them to ``dtype``, in place;
+        returns self."""
         if device is not None and not isinstance(device, str):
             device, dtype = None, device
         device = backend.check_device(device) if device is not None else None
@@ -209,9 +227,14 @@ class Module:
         if strict and (missing or unexpected):
             parts = []
             if missing:
-                parts.append(f"missing keys: {', '.join(missing[:10])}{' ...' if len(missing) > 10 else ''}")
+                parts.append(
+                    f"missing keys: {', '.join(missing[:10])}{' ...' if len(missing) > 10 else ''}"
+                )
             if unexpected:
-                parts.append(f"unexpected keys: {', '.join(unexpected[:10])}{' ...' if len(unexpected) > 10 else ''}")
+                parts.append(
+                    f"unexpected keys: {', '.join(unexpected[:10])}"
+                    f"{' ...' if len(unexpected) > 10 else ''}"
+                )
             raise KeyError(f"load_state_dict into {type(self).__name__}: " + "; ".join(parts))
         # Check every shape before changing anything, so a failed load leaves the model as it was.
         staged = []
@@ -223,8 +246,10 @@ class Module:
             kind, target = targets[k]
             current = target.data if kind == "param" else target[0]._buffers[target[1]]
             if tuple(value.shape) != tuple(current.shape):
-                raise ValueError(f"load_state_dict: {k} has shape {tuple(value.shape)} in the state dict "
-                                 f"but {tuple(current.shape)} in the model")
+                raise ValueError(
+                    f"load_state_dict: {k} has shape {tuple(value.shape)} in the state dict "
+                    f"but {tuple(current.shape)} in the model"
+                )
             if value.dtype.kind not in "fiu":
                 raise TypeError(f"load_state_dict: {k} has non-numeric dtype {value.dtype}")
             staged.append((kind, target, current, value))

@@ -1,4 +1,6 @@
-"""``BatchNorm2d``: per-channel batch normalisation with learned scale/shift and running statistics."""
+"""``BatchNorm2d``: per-channel batch normalisation with learned scale/shift and running
+statistics."""
+
 import numpy as np
 
 from .. import functional as F
@@ -14,8 +16,15 @@ class BatchNorm2d(Module):
 
     def __init__(self, num_features, eps=1e-5, momentum=0.1, dtype=np.float32):
         super().__init__()
-        if not isinstance(num_features, (int, np.integer)) or isinstance(num_features, bool) or num_features < 1:
-            raise ValueError(f"BatchNorm2d: num_features must be a positive int (the channels), got {num_features!r}")
+        if (
+            not isinstance(num_features, (int, np.integer))
+            or isinstance(num_features, bool)
+            or num_features < 1
+        ):
+            raise ValueError(
+                "BatchNorm2d: num_features must be a positive int (the channels), "
+                f"got {num_features!r}"
+            )
         if not eps > 0:
             raise ValueError(f"BatchNorm2d: eps must be > 0, got {eps!r}")
         if not 0 <= momentum <= 1:
@@ -28,10 +37,20 @@ class BatchNorm2d(Module):
 
     def forward(self, x):
         if x.ndim != 4 or x.shape[1] != self.num_features:
-            raise ValueError(f"BatchNorm2d({self.num_features}): expected input (N, {self.num_features}, H, W), "
-                             f"got shape {x.shape}")
-        return F.batch_norm(x, self.weight, self.bias, self.running_mean, self.running_var,
-                            self.training, self.momentum, self.eps)
+            raise ValueError(
+                f"BatchNorm2d({self.num_features}): expected input (N, {self.num_features}, H, W), "
+                f"got shape {x.shape}"
+            )
+        return F.batch_norm(
+            x,
+            self.weight,
+            self.bias,
+            self.running_mean,
+            self.running_var,
+            self.training,
+            self.momentum,
+            self.eps,
+        )
 
     def extra_repr(self):
         return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}"

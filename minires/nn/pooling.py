@@ -1,4 +1,6 @@
-"""Pooling layers: ``MaxPool2d`` (ImageNet stem), ``AvgPool2d``, and the global average pool before ``fc``."""
+"""Pooling layers: ``MaxPool2d`` (ImageNet stem), ``AvgPool2d``, and the global average pool before
+``fc``."""
+
 from .. import functional as F
 from .module import Module
 
@@ -12,7 +14,10 @@ class MaxPool2d(Module):
         return F.max_pool2d(x, self.kernel_size, self.stride, self.padding)
 
     def extra_repr(self):
-        return f"kernel_size={self.kernel_size}, stride={self.stride or self.kernel_size}, padding={self.padding}"
+        return (
+            f"kernel_size={self.kernel_size}, stride={self.stride or self.kernel_size}, "
+            f"padding={self.padding}"
+        )
 
 
 class AvgPool2d(Module):
@@ -40,7 +45,9 @@ class AdaptiveAvgPool2d(Module):
     def __init__(self, output_size=(1, 1)):
         super().__init__()
         if output_size not in (1, (1, 1), [1, 1]):
-            raise ValueError(f"AdaptiveAvgPool2d: only output_size (1, 1) is supported, got {output_size!r}")
+            raise ValueError(
+                f"AdaptiveAvgPool2d: only output_size (1, 1) is supported, got {output_size!r}"
+            )
         self.output_size = (1, 1)
 
     def forward(self, x):

@@ -1,4 +1,5 @@
 """``PadChannels``: the option-A shortcut as a layer (no parameters); see functional/shortcut.py."""
+
 from .. import functional as F
 from .module import Module
 

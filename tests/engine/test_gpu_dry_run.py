@@ -4,6 +4,7 @@ No GPU is needed: the fake's arrays say "cupy", so every op takes its GPU branch
 refuses (as CuPy does) an op that mixes a device array with a host one. What it cannot check,
 speed and real CUDA kernels, is left to ``benchmarks/gpu_check.sh`` on a GPU machine.
 """
+
 import os
 import subprocess
 import sys
@@ -51,8 +52,12 @@ print("ok", cpu_losses)
 
 
 def _run(code):
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(FAKE), os.environ.get("PYTHONPATH", "")]))
-    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    env = dict(
+        os.environ, PYTHONPATH=os.pathsep.join([str(FAKE), os.environ.get("PYTHONPATH", "")])
+    )
+    return subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300
+    )
 
 
 def test_two_sgd_steps_on_the_fake_gpu_match_the_cpu():
@@ -62,8 +67,11 @@ def test_two_sgd_steps_on_the_fake_gpu_match_the_cpu():
 
 def test_the_fake_refuses_to_mix_host_and_device_arrays():
     # The check that makes the dry run worth running: a host array in a device op is an error.
-    proc = _run("import numpy as np, cupy\n"
-                "try:\n    cupy.ones(3) * np.ones(3, np.float32)\nexcept TypeError as e:\n    print('refused', e)\n"
-                "print(type(cupy.ones(3).sum()).__module__)")
+    proc = _run(
+        "import numpy as np, cupy\n"
+        "try:\n    cupy.ones(3) * np.ones(3, np.float32)\n"
+        "except TypeError as e:\n    print('refused', e)\n"
+        "print(type(cupy.ones(3).sum()).__module__)"
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("refused") and proc.stdout.split()[-1] == "cupy", proc.stdout

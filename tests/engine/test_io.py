@@ -1,6 +1,7 @@
 """``minires.io`` on damaged files: one ValueError that names the file and says what is wrong,
 whatever the damage (empty, truncated, corrupt, the wrong format, bad metadata); swapped
 arguments get a TypeError that shows the right call."""
+
 import os
 import zipfile
 
@@ -24,14 +25,19 @@ def damaged(tmp_path, content, name="bad.npz"):
     return path
 
 
-@pytest.mark.parametrize("make, what", [
-    (lambda raw: b"", "empty"),
-    (lambda raw: raw[: len(raw) // 2], "truncated or corrupt"),  # cut mid-file: the zip directory is gone
-    (lambda raw: raw[:40], "truncated or corrupt"),
-    (lambda raw: raw[:-30], "truncated or corrupt"),
-    (lambda raw: b"garbage" * 100, "not a minires .npz file"),
-    (lambda raw: raw[:200] + bytes(255 - b for b in raw[200:-200]) + raw[-200:], "corrupt"),  # flipped middle
-])
+@pytest.mark.parametrize(
+    "make, what",
+    [
+        (lambda raw: b"", "empty"),
+        # cut mid-file: the zip directory is gone
+        (lambda raw: raw[: len(raw) // 2], "truncated or corrupt"),
+        (lambda raw: raw[:40], "truncated or corrupt"),
+        (lambda raw: raw[:-30], "truncated or corrupt"),
+        (lambda raw: b"garbage" * 100, "not a minires .npz file"),
+        # flipped middle
+        (lambda raw: raw[:200] + bytes(255 - b for b in raw[200:-200]) + raw[-200:], "corrupt"),
+    ],
+)
 def test_a_damaged_npz_is_one_value_error_naming_the_file(tmp_path, good, make, what):
     path = damaged(tmp_path, make(good[1]))
     with pytest.raises(ValueError, match=what) as e:
@@ -66,7 +72,7 @@ def test_a_member_with_a_corrupt_payload_is_refused(tmp_path, good):
             z.writestr(name, raw)
     raw = bytearray(path.read_bytes())
     start = raw.index(b"w.npy") + 40  # inside the compressed data of the first member
-    raw[start:start + 50] = bytes(50)
+    raw[start : start + 50] = bytes(50)
     path.write_bytes(bytes(raw))
     with pytest.raises(ValueError, match=str(path).replace("\\", "\\\\")):
         io.load_arrays(path)
@@ -79,7 +85,9 @@ def test_a_missing_file_is_still_file_not_found(tmp_path):
 
 def checkpoint(tmp_path, **meta_changes):
     """A real training checkpoint of a tiny model, then with its metadata changed."""
-    model = models.ResNet(models.BasicBlock, [1, 1, 1], num_classes=10, in_channels=1, widths=(4, 8, 8))
+    model = models.ResNet(
+        models.BasicBlock, [1, 1, 1], num_classes=10, in_channels=1, widths=(4, 8, 8)
+    )
     opt = optim.SGD(model.parameters(), lr=0.1)
     path = tmp_path / "checkpoint.npz"
     train.save_checkpoint(path, model, opt, None, [], None, [], config={"seed": 0})
@@ -117,7 +125,9 @@ def test_a_checkpoint_of_another_model_is_one_value_error(tmp_path):
 
 
 def test_a_file_without_checkpoint_metadata_is_not_a_checkpoint(tmp_path, good):
-    model = models.ResNet(models.BasicBlock, [1, 1, 1], num_classes=10, in_channels=1, widths=(4, 8, 8))
+    model = models.ResNet(
+        models.BasicBlock, [1, 1, 1], num_classes=10, in_channels=1, widths=(4, 8, 8)
+    )
     with pytest.raises(ValueError, match="not a minires training checkpoint"):
         train.load_checkpoint(good[0], model, optim.SGD(model.parameters(), lr=0.1))
 
@@ -150,8 +160,16 @@ def test_a_failed_write_names_the_target_file_not_the_temporary(tmp_path, monkey
 
 def test_remove_leftovers_deletes_only_the_files_a_killed_write_left(tmp_path):
     path = tmp_path / "checkpoint.npz"
-    for name in (".tmp-checkpoint.npz-abc123", ".tmp-checkpoint.npz-x", ".tmp-history.json-y", "checkpoint.npz"):
+    for name in (
+        ".tmp-checkpoint.npz-abc123",
+        ".tmp-checkpoint.npz-x",
+        ".tmp-history.json-y",
+        "checkpoint.npz",
+    ):
         (tmp_path / name).write_bytes(b"x")
     removed = io.remove_leftovers(path)
-    assert sorted(os.path.basename(p) for p in removed) == [".tmp-checkpoint.npz-abc123", ".tmp-checkpoint.npz-x"]
+    assert sorted(os.path.basename(p) for p in removed) == [
+        ".tmp-checkpoint.npz-abc123",
+        ".tmp-checkpoint.npz-x",
+    ]
     assert sorted(os.listdir(tmp_path)) == [".tmp-history.json-y", "checkpoint.npz"]

@@ -1,6 +1,7 @@
 """One switch chooses the ops: the fast twins by default, the reference ops with
 MINIRES_OPS=reference or inside ``minires.reference_ops()``; the reference mode says once that it
 is the slow path; any other MINIRES_OPS value is refused with a message naming the choices."""
+
 import os
 import subprocess
 import sys

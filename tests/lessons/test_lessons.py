@@ -3,6 +3,7 @@
 Each lesson runs in a fresh interpreter, the way a learner runs it
 (`MINIRES_QUICK=1 python lessons/NN_name.py`), with figures sent to a temporary folder.
 """
+
 import os
 import re
 import subprocess
@@ -23,18 +24,28 @@ def _plots(path):
 def test_lesson_runs_in_quick_mode(path, tmp_path):
     figures = tmp_path / "figures"
     env = dict(os.environ, MINIRES_QUICK="1", MINIRES_LESSON_OUT=str(figures), MPLBACKEND="Agg")
-    proc = subprocess.run([sys.executable, str(path)], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, str(path)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, (
         f"{path.name} exited with code {proc.returncode}\n"
         f"--- stdout (last 2000 chars) ---\n{proc.stdout[-2000:]}\n"
-        f"--- stderr ---\n{proc.stderr[-6000:]}")
+        f"--- stderr ---\n{proc.stderr[-6000:]}"
+    )
     if _plots(path):
-        assert figures.is_dir() and any(figures.iterdir()), f"{path.name} plots but saved no figure in {figures}"
+        assert figures.is_dir() and any(figures.iterdir()), (
+            f"{path.name} plots but saved no figure in {figures}"
+        )
 
 
 def test_lessons_are_numbered_from_01_without_gaps():
     numbers = [p.name[:2] for p in LESSONS]
     assert len(LESSONS) >= 8 and numbers == [f"{i:02d}" for i in range(1, len(LESSONS) + 1)], (
         f"expected lessons numbered 01, 02, ... with no gap or repeat in {LESSONS_DIR}, "
-        f"found {[p.name for p in LESSONS]}")
+        f"found {[p.name for p in LESSONS]}"
+    )

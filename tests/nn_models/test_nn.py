@@ -1,4 +1,6 @@
-"""Modules: registration, traversal, devices, state dicts (torchvision's names), saving and loading."""
+"""Modules: registration, traversal, devices, state dicts (torchvision's names), saving and
+loading."""
+
 import os
 
 import numpy as np
@@ -15,7 +17,13 @@ def torchvision_state_shapes(depth):
     planes 64/128/256/512, basic blocks (expansion 1) for 18/34, bottlenecks (4) beyond,
     a downsample (1x1 conv + BN) on the first block of a stage whose shape changes.
     """
-    blocks = {18: [2, 2, 2, 2], 34: [3, 4, 6, 3], 50: [3, 4, 6, 3], 101: [3, 4, 23, 3], 152: [3, 8, 36, 3]}[depth]
+    blocks = {
+        18: [2, 2, 2, 2],
+        34: [3, 4, 6, 3],
+        50: [3, 4, 6, 3],
+        101: [3, 4, 23, 3],
+        152: [3, 8, 36, 3],
+    }[depth]
     bottleneck = depth >= 50
     expansion = 4 if bottleneck else 1
     shapes = {}
@@ -31,7 +39,11 @@ def torchvision_state_shapes(depth):
         for b in range(n):
             p = f"layer{stage}.{b}"
             if bottleneck:
-                convs = [(planes, inplanes, 1, 1), (planes, planes, 3, 3), (planes * 4, planes, 1, 1)]
+                convs = [
+                    (planes, inplanes, 1, 1),
+                    (planes, planes, 3, 3),
+                    (planes * 4, planes, 1, 1),
+                ]
             else:
                 convs = [(planes, inplanes, 3, 3), (planes, planes, 3, 3)]
             for i, shape in enumerate(convs, 1):
@@ -75,7 +87,12 @@ def test_parameters_come_in_registration_order_without_duplicates():
             return self.second(self.first(x))
 
     m = Shared()
-    assert [n for n, _ in m.named_parameters()] == ["first.weight", "first.bias", "second.weight", "second.bias"]
+    assert [n for n, _ in m.named_parameters()] == [
+        "first.weight",
+        "first.bias",
+        "second.weight",
+        "second.bias",
+    ]
     assert [n for n, _ in m.named_modules()] == ["", "first", "second"]
 
 
@@ -113,10 +130,12 @@ def test_module_to_gpu_and_back(device):
 
 # -- state dicts -----------------------------------------------------------------------------------
 
+
 def test_state_dict_round_trip_through_a_file_reproduces_the_outputs(tmp_path):
     mr.manual_seed(0)
     a = models.resnet20()
-    a(mr.Tensor(np.random.default_rng(0).standard_normal((4, 3, 32, 32)).astype(np.float32)))  # move BN stats
+    # move BN stats
+    a(mr.Tensor(np.random.default_rng(0).standard_normal((4, 3, 32, 32)).astype(np.float32)))
     path = tmp_path / "r20.npz"
     io.save(a, path)
     mr.manual_seed(1)
@@ -152,7 +171,8 @@ def test_load_state_dict_rejects_missing_extra_and_misshapen_keys():
 
 def test_loading_never_unpickles(tmp_path):
     path = tmp_path / "evil.npz"
-    np.savez(path, weights=np.array([{"a": 1}], dtype=object))  # an object array is stored as a pickle
+    # an object array is stored as a pickle
+    np.savez(path, weights=np.array([{"a": 1}], dtype=object))
     with pytest.raises(ValueError, match="pickle"):
         io.load(path)
 
@@ -191,17 +211,21 @@ def test_module_attribute_errors_are_clear():
         nn.BatchNorm2d(4)(mr.Tensor(np.ones((2, 3, 2, 2), np.float32)))
 
 
-@pytest.mark.parametrize("make, match", [
-    (lambda: nn.Linear(0, 10), "in_features must be a positive int, got 0"),
-    (lambda: nn.Linear(-3, 10), "in_features must be a positive int, got -3"),
-    (lambda: nn.Linear(2.5, 10), "in_features must be a positive int, got 2.5"),
-    (lambda: nn.Linear(4, 0), "out_features must be a positive int, got 0"),
-    (lambda: nn.Linear(True, 3), "in_features must be a positive int, got True"),
-    (lambda: nn.BatchNorm2d(0), "num_features must be a positive int"),
-    (lambda: nn.BatchNorm2d(-2), "num_features must be a positive int"),
-    (lambda: nn.BatchNorm2d(3.0), "num_features must be a positive int"),
-    (lambda: nn.BatchNorm2d(3, eps=0), "eps must be > 0"),
-    (lambda: nn.BatchNorm2d(3, momentum=1.5), r"momentum must be in \[0, 1\]")])
+@pytest.mark.parametrize(
+    "make, match",
+    [
+        (lambda: nn.Linear(0, 10), "in_features must be a positive int, got 0"),
+        (lambda: nn.Linear(-3, 10), "in_features must be a positive int, got -3"),
+        (lambda: nn.Linear(2.5, 10), "in_features must be a positive int, got 2.5"),
+        (lambda: nn.Linear(4, 0), "out_features must be a positive int, got 0"),
+        (lambda: nn.Linear(True, 3), "in_features must be a positive int, got True"),
+        (lambda: nn.BatchNorm2d(0), "num_features must be a positive int"),
+        (lambda: nn.BatchNorm2d(-2), "num_features must be a positive int"),
+        (lambda: nn.BatchNorm2d(3.0), "num_features must be a positive int"),
+        (lambda: nn.BatchNorm2d(3, eps=0), "eps must be > 0"),
+        (lambda: nn.BatchNorm2d(3, momentum=1.5), r"momentum must be in \[0, 1\]"),
+    ],
+)
 def test_layer_sizes_are_checked_when_the_layer_is_built(make, match):
     with pytest.raises(ValueError, match=match):
         make()

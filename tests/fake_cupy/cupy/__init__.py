@@ -9,6 +9,7 @@ Like real CuPy, an elementwise op or matmul that mixes a device array with a hos
 raises TypeError: that is the implicit host copy a real GPU run would refuse (or pay for).
 What this cannot check: kernels (``ElementwiseKernel``/``RawKernel`` raise), speed, memory.
 """
+
 import types
 
 import numpy as _np
@@ -27,11 +28,15 @@ class ndarray(_np.ndarray):
         if method == "__call__":
             for a in inputs:
                 if type(a) is _np.ndarray and a.ndim > 0 and a.dtype.kind in "fc":
-                    raise TypeError(f"fake cupy: {ufunc.__name__} mixes a device array with a host "
-                                    f"numpy.ndarray {a.shape} {a.dtype} (move it with cupy.asarray first)")
+                    raise TypeError(
+                        f"fake cupy: {ufunc.__name__} mixes a device array with a host "
+                        f"numpy.ndarray {a.shape} {a.dtype} (move it with cupy.asarray first)"
+                    )
         plain = tuple(a.view(_np.ndarray) if isinstance(a, ndarray) else a for a in inputs)
         if "out" in kwargs:
-            kwargs["out"] = tuple(o.view(_np.ndarray) if isinstance(o, ndarray) else o for o in kwargs["out"])
+            kwargs["out"] = tuple(
+                o.view(_np.ndarray) if isinstance(o, ndarray) else o for o in kwargs["out"]
+            )
         result = getattr(ufunc, method)(*plain, **kwargs)
         return _fake(result)
 
@@ -69,20 +74,25 @@ def get_array_module(*arrays):
 def _wrap(fn):
     def wrapped(*args, **kwargs):
         return _fake(fn(*args, **kwargs))
+
     wrapped.__name__ = getattr(fn, "__name__", "function")
     return wrapped
 
 
 def __getattr__(name):
-    """Every other NumPy name: functions return device arrays; dtypes, ufuncs and constants as they are."""
+    """Every other NumPy name: functions return device arrays; dtypes, ufuncs and constants as they
+    are."""
     obj = getattr(_np, name)
     if isinstance(obj, (type, _np.ufunc)) or not callable(obj):
         return obj
     return _wrap(obj)
 
 
-lib = types.SimpleNamespace(stride_tricks=types.SimpleNamespace(as_strided=_wrap(_np.lib.stride_tricks.as_strided)))
-random = types.SimpleNamespace(default_rng=_np.random.default_rng)  # host generator; results are host arrays
+lib = types.SimpleNamespace(
+    stride_tricks=types.SimpleNamespace(as_strided=_wrap(_np.lib.stride_tricks.as_strided))
+)
+# host generator; results are host arrays
+random = types.SimpleNamespace(default_rng=_np.random.default_rng)
 
 
 class _Device:
@@ -107,7 +117,11 @@ class _Runtime:
 
     @staticmethod
     def getDeviceProperties(device):
-        return {"name": b"fake GPU (NumPy on the CPU)", "totalGlobalMem": 8 << 30, "multiProcessorCount": 1}
+        return {
+            "name": b"fake GPU (NumPy on the CPU)",
+            "totalGlobalMem": 8 << 30,
+            "multiProcessorCount": 1,
+        }
 
     @staticmethod
     def runtimeGetVersion():
@@ -117,6 +131,7 @@ class _Runtime:
 class _Event:
     def record(self, stream=None):
         import time
+
         self.t = time.perf_counter()
 
     def synchronize(self):
@@ -127,8 +142,13 @@ def _elapsed(a, b):
     return (b.t - a.t) * 1e3
 
 
-cuda = types.SimpleNamespace(Device=_Device, runtime=_Runtime, Event=_Event, get_elapsed_time=_elapsed,
-                             Stream=types.SimpleNamespace(null=None))
+cuda = types.SimpleNamespace(
+    Device=_Device,
+    runtime=_Runtime,
+    Event=_Event,
+    get_elapsed_time=_elapsed,
+    Stream=types.SimpleNamespace(null=None),
+)
 
 
 def _no_kernels(*args, **kwargs):
