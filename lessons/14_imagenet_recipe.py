@@ -55,7 +55,7 @@ import numpy as np
 from PIL import Image
 
 import minires as mr
-from minires import data, evaluation, models, optim, train
+from minires import data, models, optim, train
 from minires.data import transforms as T
 from lesson_setup import QUICK, plt, show  # quick mode and figures, see lesson_setup.py
 
@@ -286,7 +286,7 @@ scores = np.array([[9, 1, 2, 3, 4, 5, 6],   # true class 0 scores highest
                    [9, 8, 7, 6, 5, 4, 3],   # true class 5 is 6th
                    [1, 2, 3, 9, 4, 5, 6]])  # true class 3 scores highest
 labels = np.array([0, 4, 5, 3])
-print(evaluation.topk_errors(scores, labels, ks=(1, 5)))  # top-1: 2 of 4 wrong; top-5: 1 of 4
+print(train.topk_errors(scores, labels, ks=(1, 5)))  # top-1: 2 of 4 wrong; top-5: 1 of 4
 
 # %% [markdown]
 # "For best results, we adopt the fully-convolutional form": the whole test image, not a crop, goes
@@ -346,12 +346,13 @@ show(fig, "14_training.png")
 
 # %%
 ten_loader = data.DataLoader(val_set, 16, transform=recipe.ten_crop, augment=recipe.test_augment, normalize=None)
-results = {"centre crop": evaluation.evaluate(model, test_loader),
-           "10 crops": evaluation.evaluate(model, ten_loader),
-           "multi-scale": evaluation.evaluate_multiscale(model, val_set, sizes["multiscale_sides"], recipe.mean)}
+results = {"centre crop": train.evaluate(model, test_loader),
+           "10 crops": train.evaluate(model, ten_loader),
+           "multi-scale": train.evaluate_multiscale(model, val_set, sizes["multiscale_sides"],
+                                                    recipe.mean)}
 print(f"{'testing':>12} {'top-1':>7} {'top-5':>7} {'loss':>7} {'images':>7}")
 for name, r in results.items():
-    print(f"{name:>12} {r['top1_error']:>7.1%} {r['top5_error']:>7.1%} {r['loss']:>7.3f} {r['images']:>7}")
+    print(f"{name:>12} {r.error:>7.1%} {r.top5_error:>7.1%} {r.loss:>7.3f} {r.images:>7}")
 
 # %% [markdown]
 # On ImageNet the paper's Tables 3 and 4 show each step helping: 10 crops beat one, and the

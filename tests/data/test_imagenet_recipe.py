@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from minires import data, evaluation, models, nn, optim
+from minires import data, models, nn, optim, train
 from minires.autograd import Tensor
 from minires.data import imagefolder
 from minires.data import transforms as T
@@ -18,9 +18,11 @@ from minires.data import transforms as T
 # -- a folder of images, written here ------------------------------------------------------------
 
 def write_folder(root, rng, sizes=None):
-    """root/{apple,cherry,banana}/..., PNG and JPEG, odd sizes, one grayscale PNG; returns {path: array}."""
+    """root/{apple,cherry,banana}/..., PNG and JPEG, odd sizes, one grayscale PNG; returns
+    {path: array}."""
     written = {}
-    sizes = sizes or {"cherry": [(13, 21), (30, 17)], "apple": [(25, 25), (19, 40), (33, 14)], "banana": [(16, 29)]}
+    sizes = sizes or {"cherry": [(13, 21), (30, 17)], "apple": [(25, 25), (19, 40), (33, 14)],
+                      "banana": [(16, 29)]}
     for cls, shapes in sizes.items():
         os.makedirs(os.path.join(root, cls), exist_ok=True)
         for i, (h, w) in enumerate(shapes):
@@ -78,7 +80,8 @@ def test_validation_folder_takes_the_training_classes(tmp_path, folder):
     train, _ = folder
     write_folder(tmp_path / "val", np.random.default_rng(1), {"cherry": [(20, 20)]})
     val = data.ImageFolder(tmp_path / "val", classes=train.classes)
-    assert val.classes == train.classes and val.labels.tolist() == [1, 2]  # banana/gray.png, cherry/0.png
+    # banana/gray.png, cherry/0.png
+    assert val.classes == train.classes and val.labels.tolist() == [1, 2]
     with pytest.raises(ValueError, match="not among the classes"):
         data.ImageFolder(tmp_path / "val", classes=["apple"])
 
@@ -125,7 +128,8 @@ def test_corrupt_files_are_reported_by_name(tmp_path):
 
 def test_loader_runs_the_per_image_transform_then_batches(folder):
     ds, written = folder
-    loader = data.DataLoader(ds, 3, shuffle=True, seed=0, transform=T.Compose([T.ResizeShorter(12), T.CenterCrop(10)]),
+    loader = data.DataLoader(ds, 3, shuffle=True, seed=0,
+                             transform=T.Compose([T.ResizeShorter(12), T.CenterCrop(10)]),
                              normalize=None)
     seen = []
     for x, y in loader:
@@ -174,7 +178,8 @@ def test_random_crop_with_a_size_cuts_a_window_of_the_image():
                  if np.array_equal(image[:, dy:dy + 5, dx:dx + 5], window)]
         assert found
         offsets.update(found)
-    assert offsets == {(dy, dx) for dy in range(5) for dx in range(8)}  # every offset, 0..H-5 and 0..W-5, is drawn
+    # every offset, 0..H-5 and 0..W-5, is drawn
+    assert offsets == {(dy, dx) for dy in range(5) for dx in range(8)}
     with pytest.raises(ValueError, match="does not fit"):
         T.RandomCrop(size=10)(images, rng)
 
@@ -183,7 +188,8 @@ def test_random_crop_with_a_size_cuts_a_window_of_the_image():
                                                ((7, 10), 14, (14, 20)), ((12, 12), 5, (5, 5)),
                                                ((10, 33), 6, (6, 20))])
 def test_resize_shorter_sets_the_shorter_side_and_keeps_the_aspect_ratio(shape, size, want):
-    # longer side = round(L * size / shorter side): 45*20/30 = 30, 10*14/7 = 20, 33*6/10 = 19.8 -> 20
+    # longer side = round(L * size / shorter side): 45*20/30 = 30, 10*14/7 = 20,
+    # 33*6/10 = 19.8 -> 20
     images = np.full((2, 3) + shape, 77, dtype=np.uint8)
     out = T.resize_shorter(images, size)
     assert out.shape == (2, 3) + want and out.dtype == np.uint8
@@ -208,11 +214,13 @@ def test_random_resize_shorter_draws_every_size_in_its_range():
 def test_center_crop_and_ten_crop_take_the_hand_computed_windows():
     H, W, s = 6, 9, 4
     image = np.arange(2 * H * W, dtype=np.int64).reshape(1, 2, H, W)
-    np.testing.assert_array_equal(T.CenterCrop(s)(image), image[:, :, 1:5, 2:6])  # (6-4)//2 = 1, (9-4)//2 = 2
+    # (6-4)//2 = 1, (9-4)//2 = 2
+    np.testing.assert_array_equal(T.CenterCrop(s)(image), image[:, :, 1:5, 2:6])
     crops = T.TenCrop(s)(image)
     assert crops.shape == (1, 10, 2, s, s)
-    windows = [image[0, :, 0:4, 0:4], image[0, :, 0:4, 5:9], image[0, :, 2:6, 0:4], image[0, :, 2:6, 5:9],
-               image[0, :, 1:5, 2:6]]  # top-left, top-right, bottom-left, bottom-right, centre
+    # top-left, top-right, bottom-left, bottom-right, centre
+    windows = [image[0, :, 0:4, 0:4], image[0, :, 0:4, 5:9], image[0, :, 2:6, 0:4],
+               image[0, :, 2:6, 5:9], image[0, :, 1:5, 2:6]]
     for k, window in enumerate(windows):
         np.testing.assert_array_equal(crops[0, k], window)
         np.testing.assert_array_equal(crops[0, 5 + k], window[:, :, ::-1])  # and their mirrors
@@ -250,7 +258,8 @@ def test_pca_lighting_eigenvectors_are_those_of_the_pixel_covariance():
     np.testing.assert_allclose(lighting.eigval, want_val[::-1], rtol=1e-6)
     for i in range(3):  # eigenvectors are defined up to sign
         assert abs(abs(lighting.eigvec[:, i] @ want_vec[:, 2 - i]) - 1) < 1e-6
-        assert abs(abs(lighting.eigvec[:, i] @ Q[:, i]) - 1) < 1e-3  # and they are the constructed axes
+        # and they are the constructed axes
+        assert abs(abs(lighting.eigvec[:, i] @ Q[:, i]) - 1) < 1e-3
     np.testing.assert_allclose(lighting.eigval, lam, rtol=0.05)
 
 
@@ -261,7 +270,8 @@ def test_pca_lighting_shifts_each_image_along_the_eigenvectors():
     out = lighting(images, np.random.default_rng(0))
     assert out.dtype == np.float32
     shift = out - 100.0
-    np.testing.assert_allclose(shift, shift[:, :, :1, :1] + np.zeros_like(shift), atol=1e-4)  # one shift per image
+    # one shift per image
+    np.testing.assert_allclose(shift, shift[:, :, :1, :1] + np.zeros_like(shift), atol=1e-4)
     # The shifts, in [0, 1] units, are sum_i a_i lam_i p_i with a_i ~ N(0, 0.1): their covariance is
     # Q diag((0.1 lam)^2) Q^T.
     cov = np.cov(shift[:, :, 0, 0].T / 255.0)
@@ -281,10 +291,11 @@ def test_recipe_sizes_scale_the_papers_with_the_crop():
 def test_recipe_statistics_come_from_the_training_images(folder):
     ds, written = folder
     recipe = T.ImageNetRecipe(ds, image_size=8, mean="channel")
-    crops = np.stack([T.CenterCrop(8)(T.resize_shorter(ds[i][0][None], 9))[0] for i in range(len(ds))])
+    crops = np.stack([T.CenterCrop(8)(T.resize_shorter(ds[i][0][None], 9))[0]
+                      for i in range(len(ds))])
     np.testing.assert_allclose(recipe.mean.mean[:, 0, 0], crops.mean(axis=(0, 2, 3)), rtol=1e-5)
-    np.testing.assert_allclose(recipe.lighting.eigval,
-                               np.linalg.eigvalsh(np.cov(crops.transpose(1, 0, 2, 3).reshape(3, -1) / 255))[::-1],
+    pixels = crops.transpose(1, 0, 2, 3).reshape(3, -1) / 255
+    np.testing.assert_allclose(recipe.lighting.eigval, np.linalg.eigvalsh(np.cov(pixels))[::-1],
                                rtol=1e-6)
     # Without lighting, training and testing batches are the images less the training mean (a
     # constant image looks the same mirrored).
@@ -304,14 +315,14 @@ def test_topk_errors_on_known_logits():
                        [1, 1, 1, 1, 1, 1, 1]],  # label 3: all tied, counts as top-1
                       dtype=np.float32)
     labels = np.array([0, 4, 5, 3])
-    errors = evaluation.topk_errors(scores, labels, ks=(1, 5, 6))
+    errors = train.topk_errors(scores, labels, ks=(1, 5, 6))
     assert errors == {1: 0.5, 5: 0.25, 6: 0.0}
     # Against an argsort oracle on untied scores.
     rng = np.random.default_rng(0)
     scores, labels = rng.standard_normal((200, 10)), rng.integers(0, 10, 200)
     top5 = np.argsort(-scores, axis=1)[:, :5]
     want = 1 - np.mean([labels[n] in top5[n] for n in range(200)])
-    assert evaluation.topk_errors(scores, labels, ks=(5,))[5] == pytest.approx(want)
+    assert train.topk_errors(scores, labels, ks=(5,))[5] == pytest.approx(want)
 
 
 class FirstPixel(nn.Module):
@@ -329,20 +340,23 @@ def test_ten_crop_evaluation_averages_softmax_over_the_crops():
     x[0, :, :, 0, 0] = [[20, 0], [0, 2], [0, 2]]
     x[1, :, :, 0, 0] = [[0, 1], [0, 1], [3, 0]]
     y = np.array([1, 0])
-    result = evaluation.evaluate(FirstPixel(), [(x, y)], ks=(1, 2))
+    result = train.evaluate(FirstPixel(), [(x, y)])
 
     def softmax(z):
         e = np.exp(z - z.max())
         return e / e.sum()
 
-    p = [np.mean([softmax(x[b, v, :, 0, 0].astype(np.float64)) for v in range(3)], axis=0) for b in range(2)]
+    p = [np.mean([softmax(x[b, v, :, 0, 0].astype(np.float64)) for v in range(3)], axis=0)
+         for b in range(2)]
     assert p[0].argmax() == 1 and p[1].argmax() == 1  # image 1 (label 0): 0.497 vs 0.503, wrong
-    assert result["top1_error"] == 0.5 and result["top2_error"] == 0.0
-    assert result["loss"] == pytest.approx(-(np.log(p[0][1]) + np.log(p[1][0])) / 2, rel=1e-5)
+    assert result.error == 0.5 and result.images == 2
+    assert result.top5_error == 0.0  # two classes: both are among the top 5
+    assert result.loss == pytest.approx(-(np.log(p[0][1]) + np.log(p[1][0])) / 2, rel=1e-5)
 
 
 def tiny_resnet(num_classes=3):
-    return models.ResNet(models.BasicBlock, [1, 1], num_classes=num_classes, stem="imagenet", widths=(4, 8))
+    return models.ResNet(models.BasicBlock, [1, 1], num_classes=num_classes, stem="imagenet",
+                         widths=(4, 8))
 
 
 @pytest.mark.parametrize("shape", [(16, 16), (24, 20), (37, 29)])
@@ -365,11 +379,11 @@ def test_multiscale_with_one_side_equals_one_view_through_the_loader(folder):
     ds, _ = folder
     model = tiny_resnet()
     mean = T.SubtractMean(np.array([120.0, 110.0, 100.0]).reshape(3, 1, 1))
-    single = evaluation.evaluate_multiscale(model, ds, [12], mean, flip=False)
+    single = train.evaluate_multiscale(model, ds, [12], mean, flip=False)
     loader = data.DataLoader(ds, 1, transform=T.ResizeShorter(12), augment=mean, normalize=None)
-    assert single == pytest.approx(evaluation.evaluate(model, loader))
-    both = evaluation.evaluate_multiscale(model, ds, [12, 20], mean)
-    assert both["images"] == 7 and 0 <= both["top1_error"] <= 1 and both["loss"] != single["loss"]
+    assert single == pytest.approx(train.evaluate(model, loader))
+    both = train.evaluate_multiscale(model, ds, [12, 20], mean)
+    assert both.images == 7 and 0 <= both.error <= 1 and both.loss != single.loss
 
 
 # -- the plateau schedule -------------------------------------------------------------------------
@@ -429,15 +443,18 @@ def recipe_loaders(ds, val, size=8, seed=0):
     recipe = T.ImageNetRecipe(ds, image_size=size)
     train_loader = data.DataLoader(ds, 4, shuffle=True, seed=seed, transform=recipe.train_transform,
                                    augment=recipe.train_augment, normalize=None)
-    test_loader = data.DataLoader(val, 4, transform=recipe.ten_crop, augment=recipe.test_augment, normalize=None)
+    test_loader = data.DataLoader(val, 4, transform=recipe.ten_crop, augment=recipe.test_augment,
+                                  normalize=None)
     return train_loader, test_loader
 
 
 def test_fit_with_the_plateau_schedule_resumes_exactly(tmp_path, folder, monkeypatch):
-    from minires import backend, train
-    monkeypatch.setattr(train, "plot_history", lambda history, path: None)  # the curves are slow to draw
+    from minires import backend
+    # the curves are slow to draw
+    monkeypatch.setattr(train.history, "plot_history", lambda history, path: None)
     ds, _ = folder
-    write_folder(tmp_path / "val", np.random.default_rng(4), {"apple": [(20, 18)], "cherry": [(15, 22)]})
+    write_folder(tmp_path / "val", np.random.default_rng(4),
+                 {"apple": [(20, 18)], "cherry": [(15, 22)]})
     val = data.ImageFolder(tmp_path / "val", classes=ds.classes)
 
     watched = []
@@ -454,8 +471,8 @@ def test_fit_with_the_plateau_schedule_resumes_exactly(tmp_path, folder, monkeyp
         sched = Watched(opt, patience=0)
         loaders = recipe_loaders(ds, val)
         for i, epochs in enumerate(epochs_list):
-            history = train.fit(model, *loaders, optimizer=opt, scheduler=sched, epochs=epochs, out_dir=out,
-                                resume=i > 0, progress=False, top5=True)
+            history = train.fit(model, *loaders, optimizer=opt, scheduler=sched, epochs=epochs,
+                                out_dir=out, resume=i > 0, progress=False, top5=True)
             if i + 1 < len(epochs_list):  # a fresh process: new objects, state from the checkpoint
                 backend.manual_seed(123)
                 model = tiny_resnet()
@@ -478,8 +495,8 @@ def run_minires(*argv, cwd):
     import subprocess
     import sys
     env = {**os.environ, "MINIRES_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-m", "minires", *argv], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run([sys.executable, "-m", "minires", *argv], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=300)
 
 
 def test_train_command_runs_the_recipe_on_an_image_folder(tmp_path):
@@ -488,19 +505,23 @@ def test_train_command_runs_the_recipe_on_an_image_folder(tmp_path):
     write_folder(tmp_path / "set" / "train", rng)
     write_folder(tmp_path / "set" / "val", rng, {"apple": [(14, 20)], "cherry": [(22, 16)]})
     out = tmp_path / "run"
-    done = run_minires("train", "--data", "imagefolder", "--data-dir", str(tmp_path / "set"), "--model", "resnet20",
-                       "--image-size", "12", "--epochs", "1", "--batch-size", "4", "--out", str(out), "--multiscale",
-                       cwd=tmp_path)
+    done = run_minires("train", "--data", "imagefolder", "--data-dir", str(tmp_path / "set"),
+                       "--model", "resnet20", "--image-size", "12", "--epochs", "1",
+                       "--batch-size", "4", "--out", str(out), "--multiscale", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    assert "top-5 error" in done.stdout and "[14, 26]" in done.stdout  # 256*12/224 = 13.7, 480*12/224 = 25.7
+    # 256*12/224 = 13.7, 480*12/224 = 25.7
+    assert "top-5 error" in done.stdout and "[14, 26]" in done.stdout
     history = json.loads((out / "history.json").read_text())
     assert len(history) == 1 and 0 <= history[0]["test_top5_error"] <= history[0]["test_error"] <= 1
     assert (out / "history.csv").read_text().splitlines()[0].endswith("test_top5_error")
     assert (out / "curves.png").read_bytes()[:4] == b"\x89PNG"
     config = json.loads((out / "config.json").read_text())
-    assert config["schedule"] == "plateau" and config["image_size"] == 12 and config["batch_size"] == 4
+    assert config["schedule"] == "plateau" and config["image_size"] == 12
+    assert config["batch_size"] == 4
     multiscale = json.loads((out / "multiscale.json").read_text())
     assert multiscale["sides"] == [12, 14, 21, 26, 34] and multiscale["images"] == 3
+    assert list(multiscale) == ["loss", "images", "top1_error", "top5_error", "sides"]
+    assert 0 <= multiscale["top5_error"] <= multiscale["top1_error"] <= 1
 
 
 def test_train_command_on_a_missing_folder_fails_in_one_line(tmp_path):
