@@ -24,9 +24,9 @@
 #    unit directly, and a pre-activation unit with its last conv at zero is *exactly* the identity;
 # 2. derive, and measure, what a scaled shortcut does over many units: a factor prod lambda_i
 #    (eq. 7-8);
-# 3. build the variants of Fig. 2 and Fig. 4 (`minires.identity`) and the pre-activation nets
-#    (`models.preact_resnet20 ... 1001`), and check ResNet-164's and ResNet-1001's parameter
-#    counts against the paper;
+# 3. build the variants of Fig. 2 and Fig. 4 (`minires.experiments.identity`) and the
+#    pre-activation nets (`models.preact_resnet20 ... 1001`), and check ResNet-164's and
+#    ResNet-1001's parameter counts against the paper;
 # 4. train the variants with one recipe, as `python -m minires identity` does, and judge which of
 #    the paper's findings a small run on the digits shows.
 #
@@ -43,7 +43,8 @@ import sys
 import numpy as np
 
 import minires as mr
-from minires import data, identity, models, nn
+from minires import data, models, nn
+from minires.experiments import identity
 from lesson_setup import OUT, QUICK, plt, show  # quick mode and figures, see lesson_setup.py
 
 
@@ -174,16 +175,18 @@ for name, paper in (("preact_resnet110", "1.7M"), ("preact_resnet164", "1.7M"), 
 #
 # ## 5. Training the variants with one recipe
 #
-# `identity.run` trains a CIFAR-layout net of each variant on the digits with one recipe (SGD,
-# momentum 0.9, weight decay 1e-4, lr 0.1 / 10 at 50% and 75% of the epochs, one-pixel shifts), the
-# same seed for every variant. Here four variants, small and short; the full table (all eleven,
-# deeper, longer) is `python -m minires identity`, in the README.
+# `identity.run` trains a CIFAR-layout net of each variant on the digits with one recipe,
+# `identity.RECIPE` (SGD, momentum 0.9, weight decay 1e-4, lr 0.1 / 10 at 50% and 75% of the
+# epochs, one-pixel shifts), the same seed for every variant. Here four variants, small and short;
+# the full table (all eleven, deeper, longer) is `python -m minires identity`, in the README.
 
 # %%
 train_set, test_set = data.load_digits()
-settings = (dict(depth=8, widths=(2, 4, 8), epochs=1, limit=64, batch_size=32) if QUICK
-            else dict(depth=20, widths=(8, 16, 32), epochs=4))
-doc = identity.run(os.path.join(OUT, "12_identity"), ("original", "scaling", "relu_before_addition", "full_preact"),
+settings = (dict(depth=8, widths=(2, 4, 8), limit=64,
+                 recipe=identity.RECIPE.replace(epochs=1, batch_size=32)) if QUICK
+            else dict(depth=20, widths=(8, 16, 32), recipe=identity.RECIPE.replace(epochs=4)))
+doc = identity.run(os.path.join(OUT, "12_identity"),
+                   variants=("original", "scaling", "relu_before_addition", "full_preact"),
                    train_set=train_set, test_set=test_set, progress=False, **settings)
 show_png(os.path.join(OUT, "12_identity", "identity_loss.png"))
 

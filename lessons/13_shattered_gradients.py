@@ -41,7 +41,7 @@
 import numpy as np
 
 import minires as mr
-from minires import shatter
+from minires.experiments import shatter
 from lesson_setup import QUICK, plt, show  # quick mode and figures, see lesson_setup.py
 
 WIDTH = 50 if QUICK else shatter.WIDTH    # the paper's 200 rectifiers per layer
@@ -58,13 +58,13 @@ print(f"{len(x)} points from {x[0]} to {x[-1]}, step {x[1] - x[0]:.4f}; {WIDTH} 
 # Each unit contributes a constant w_j W_j while it is on, and nothing while it is off. So dy/dx is
 # constant between the points x = -b_j / W_j where a unit switches, and jumps there: a step
 # function with at most one step per unit. `shatter.ShatterNet("feedforward", 1)` is this net (He
-# initialisation, `nn.Linear`'s default biases), and `shatter.input_gradient` takes dy/dx at every
+# initialisation, `nn.Linear`'s default biases), and `shatter.derivative` takes dy/dx at every
 # point with one backward pass of sum_i y_i: y_i depends on x_i only, so d(sum_i y_i)/dx_i = dy_i/dx_i.
 
 # %%
 mr.manual_seed(0)
 one = shatter.ShatterNet("feedforward", 1, WIDTH, dtype=np.float64)
-g = shatter.input_gradient(one, x)
+g = shatter.derivative(one, x)
 
 W, b = one.input.weight.data[:, 0], one.input.bias.data
 w = one.output.weight.data[0]
@@ -95,7 +95,7 @@ show(fig, "13_one_layer_steps.png")
 #
 # **Batch norm and the derivative.** In training mode every output depends on all 256 inputs
 # through the batch mean and variance, so the backward of sum_i y_i would mix in how x_i moves the
-# statistics that all the other points see. `input_gradient` therefore lets the BN layers see the
+# statistics that all the other points see. `derivative` therefore lets the BN layers see the
 # batch of 256 points once (train mode, momentum 1: the running statistics become this batch's)
 # and then differentiates in eval mode: the slope, at each x_i, of the function those statistics
 # define. The cell below shows how much the other choice would differ.
@@ -103,7 +103,7 @@ show(fig, "13_one_layer_steps.png")
 # %%
 def gradient(variant, depth, seed=0):
     mr.manual_seed(seed)
-    return shatter.input_gradient(shatter.ShatterNet(variant, depth, WIDTH), x)
+    return shatter.derivative(shatter.ShatterNet(variant, depth, WIDTH), x)
 
 
 depths_shown = (1, 5, 20) if not QUICK else (1, 3, 6)
@@ -121,7 +121,7 @@ show(fig, "13_depth.png")
 # Train-mode batch statistics: d(sum_j y_j)/dx_i is no longer dy_i/dx_i.
 mr.manual_seed(0)
 net = shatter.ShatterNet("feedforward_bn", 3, WIDTH, dtype=np.float64)
-frozen = shatter.input_gradient(net, x)
+frozen = shatter.derivative(net, x)
 xt = mr.Tensor(x.reshape(-1, 1), requires_grad=True)
 net.train()
 net(xt).sum().backward()
@@ -193,7 +193,7 @@ show(fig, "13_decay.png")
 # ## Summary
 #
 # * A one-layer rectifier net's dy/dx is a step function: constant between the units' switches.
-# * `input_gradient` gives dy_i/dx_i at all points with one backward of sum_i y_i, because each y_i
+# * `derivative` gives dy_i/dx_i at all points with one backward of sum_i y_i, because each y_i
 #   depends on x_i only; with batch norm that needs the batch statistics frozen.
 # * The autocorrelation r(k) tells white noise (r(1) ~ 0) from brown noise (r(1) ~ 1); a deep
 #   feedforward + BN net's gradient drifts towards white noise, a ResNet's stays correlated.
@@ -230,7 +230,8 @@ def check_exercise_2(resnet1_gradient):
     for seed in (0, 1):
         mr.manual_seed(seed)
         net = shatter.ShatterNet("resnet", 1, 20, dtype=np.float64)
-        np.testing.assert_allclose(resnet1_gradient(net, x), shatter.input_gradient(net, x), rtol=1e-10, atol=1e-10)
+        np.testing.assert_allclose(resnet1_gradient(net, x), shatter.derivative(net, x),
+                                   rtol=1e-10, atol=1e-10)
     print("exercise 2: correct")
 
 
@@ -251,7 +252,7 @@ def check_exercise_3(n_steps):
     for seed in (0, 1, 2):
         mr.manual_seed(seed)
         net = shatter.ShatterNet("feedforward", 1, 30, dtype=np.float64)
-        want = np.count_nonzero(np.diff(shatter.input_gradient(net, x)))
+        want = np.count_nonzero(np.diff(shatter.derivative(net, x)))
         assert n_steps(net, x) == want, f"seed {seed}: {n_steps(net, x)} != {want}"
     print("exercise 3: correct")
 

@@ -1,5 +1,5 @@
-"""Shortcut and activation variants ("Identity Mappings", Fig. 2 and Fig. 4): each unit's formula on
-constructed cases, gradients, and a tiny training run of the experiment."""
+"""Shortcut and activation variants ("Identity Mappings", Fig. 2 and Fig. 4): each unit's formula
+on constructed cases, gradients, and a tiny training run of the experiment."""
 import json
 import os
 
@@ -7,11 +7,13 @@ import numpy as np
 import pytest
 
 import minires as mr
-from minires import data, identity, models, nn
+from minires import data, models, nn
+from minires.experiments import identity
 
 
 def _x(shape=(4, 3, 4, 4), seed=0, requires_grad=False):
-    return mr.Tensor(np.random.default_rng(seed).standard_normal(shape), requires_grad=requires_grad)
+    values = np.random.default_rng(seed).standard_normal(shape)
+    return mr.Tensor(values, requires_grad=requires_grad)
 
 
 def _silence_branch(block):
@@ -22,7 +24,8 @@ def _silence_branch(block):
 
 def _bn_train(v):
     """Batch norm in train mode with weight 1, bias 0, by hand: per channel over (N, H, W)."""
-    return (v - v.mean(axis=(0, 2, 3), keepdims=True)) / np.sqrt(v.var(axis=(0, 2, 3), keepdims=True) + 1e-5)
+    mean, var = v.mean(axis=(0, 2, 3), keepdims=True), v.var(axis=(0, 2, 3), keepdims=True)
+    return (v - mean) / np.sqrt(var + 1e-5)
 
 
 relu = lambda v: np.maximum(v, 0)
@@ -46,7 +49,8 @@ def test_gates_are_a_sigmoid_of_a_1x1_conv_with_bias_b_g(cls):
     with mr.no_grad():
         np.testing.assert_allclose(block.g(x).data, g, rtol=1e-12)
         f = block.branch(x).data
-        expected = relu(g * f + (1 - g) * x.data) if cls is identity.ExclusiveGatingBlock else relu(f + (1 - g) * x.data)
+        expected = (relu(g * f + (1 - g) * x.data) if cls is identity.ExclusiveGatingBlock
+                    else relu(f + (1 - g) * x.data))
         np.testing.assert_allclose(block(x).data, expected, rtol=1e-12, atol=1e-12)
 
 
@@ -55,7 +59,8 @@ def test_a_closed_shortcut_gate_is_the_original_unit():
     mr.manual_seed(1)
     block = identity.ShortcutGatingBlock(3, 3, gate_bias=-200.0).double()
     original = models.BasicBlock(3, 3, shortcut="A").double()
-    original.load_state_dict({k: v for k, v in block.state_dict().items() if not k.startswith("gate.")})
+    original.load_state_dict({k: v for k, v in block.state_dict().items()
+                              if not k.startswith("gate.")})
     x = _x(seed=2)
     with mr.no_grad():
         np.testing.assert_allclose(block(x).data, original(x).data, rtol=1e-12)
@@ -82,7 +87,8 @@ def test_bn_after_addition_normalises_the_sum():
         np.testing.assert_allclose(block(x).data, relu(_bn_train(x.data)), rtol=1e-10, atol=1e-12)
 
 
-@pytest.mark.parametrize("cls", [identity.ReLUBeforeAdditionBlock, identity.ReLUOnlyPreActBlock, models.PreActBlock])
+@pytest.mark.parametrize("cls", [identity.ReLUBeforeAdditionBlock, identity.ReLUOnlyPreActBlock,
+                                 models.PreActBlock])
 def test_units_with_nothing_after_the_addition_are_the_identity_when_f_is_zero(cls):
     block = cls(3, 3).double()
     if cls is models.PreActBlock:
@@ -102,8 +108,8 @@ def test_relu_before_addition_can_only_add():
         assert (block(x).data - x.data >= 0).all()
 
 
-@pytest.mark.parametrize("variant", ["exclusive_gating", "shortcut_gating_0", "scaling", "bn_after_addition",
-                                     "relu_only_preact"])
+@pytest.mark.parametrize("variant", ["exclusive_gating", "shortcut_gating_0", "scaling",
+                                     "bn_after_addition", "relu_only_preact"])
 def test_variant_units_gradcheck(variant):
     mr.manual_seed(4)
     make = identity.VARIANTS[variant][4]
@@ -128,42 +134,66 @@ def test_every_variant_builds_a_cifar_layout_net():
 
 def test_run_writes_table_curves_and_json(tmp_path):
     train_set, test_set = data.load_digits()
-    doc = identity.run(str(tmp_path), variants=("original", "full_preact"), depth=8, widths=(2, 4, 8), epochs=1,
-                       batch_size=32, limit=64, train_set=train_set, test_set=test_set, progress=False,
-                       log=lambda msg: None)
+    one_epoch = identity.RECIPE.replace(epochs=1, batch_size=32)
+    tiny = dict(depth=8, widths=(2, 4, 8), recipe=one_epoch, limit=64, train_set=train_set,
+                test_set=test_set, progress=False, log=lambda msg: None)
+    doc = identity.run(str(tmp_path), variants=("original", "full_preact"), **tiny)
     assert [r["variant"] for r in doc["table"]] == ["original", "full_preact"]
     assert doc["table"][1]["paper_test_error"] == "6.37"
     for name in ("identity_loss.png", "identity.json", "identity.csv"):
         assert os.path.getsize(tmp_path / name) > 0
     saved = json.loads((tmp_path / "identity.json").read_text())
+    assert saved == doc  # run returns the report it wrote
     assert len(saved["runs"]["original"][0]["history"]) == 1
+    # the settings in identity.json's words: the recipe less its warm-up, and the net and data
+    assert list(saved["settings"]) == ["data", "depth", "widths", "epochs", "batch_size", "lr",
+                                       "momentum", "weight_decay", "milestones", "augment",
+                                       "limit", "seeds", "device", "seconds", "paper"]
     # the same seed gives the same numbers
-    again = identity.run(str(tmp_path / "again"), variants=("original",), depth=8, widths=(2, 4, 8), epochs=1,
-                         batch_size=32, limit=64, train_set=train_set, test_set=test_set, progress=False,
-                         log=lambda msg: None)
-    assert again["runs"]["original"][0]["history"][-1]["train_loss"] == doc["runs"]["original"][0]["history"][-1]["train_loss"]
+    again = identity.run(str(tmp_path / "again"), variants=("original",), **tiny)
+    final_loss = lambda d: d["runs"]["original"][0]["history"][-1]["train_loss"]
+    assert final_loss(again) == final_loss(doc)
     # merge: one table from runs of one recipe; the same (variant, seed) twice is refused
+    quiet = lambda msg: None
     with pytest.raises(ValueError, match="twice"):
-        identity.merge([str(tmp_path), str(tmp_path / "again")], str(tmp_path / "merged"), log=lambda msg: None)
-    other = identity.run(str(tmp_path / "seed1"), variants=("original",), depth=8, widths=(2, 4, 8), epochs=1,
-                         batch_size=32, limit=64, seeds=(1,), train_set=train_set, test_set=test_set,
-                         progress=False, log=lambda msg: None)
-    merged = identity.merge([str(tmp_path), str(tmp_path / "seed1")], str(tmp_path / "merged"), log=lambda msg: None)
+        identity.merge([str(tmp_path), str(tmp_path / "again")], str(tmp_path / "merged"),
+                       log=quiet)
+    other = identity.run(str(tmp_path / "seed1"), variants=("original",), seeds=(1,), **tiny)
+    merged = identity.merge([str(tmp_path), str(tmp_path / "seed1")], str(tmp_path / "merged"),
+                            log=quiet)
     row = merged["table"][0]
     assert row["variant"] == "original" and row["seeds"] == [0, 1]
     expected = np.mean([doc["runs"]["original"][0]["history"][-1]["train_error"],
                         other["runs"]["original"][0]["history"][-1]["train_error"]])
     assert row["train_error"] == pytest.approx(expected)
     assert [r["variant"] for r in merged["table"]] == ["original", "full_preact"]
+    # ... and runs of another recipe are refused, naming what differs
+    longer = identity.run(str(tmp_path / "longer"), variants=("original",), seeds=(2,),
+                          **{**tiny, "recipe": one_epoch.replace(lr=0.05)})
+    assert longer["settings"]["lr"] == 0.05
+    with pytest.raises(ValueError, match=r"other settings \(lr\)"):
+        identity.merge([str(tmp_path), str(tmp_path / "longer")], str(tmp_path / "merged2"),
+                       log=quiet)
 
 
-# -- the command -------------------------------------------------------------------------------------
+def test_a_diverging_variant_keeps_the_epochs_before_it():
+    # lr 1e6 sends the loss to NaN/inf within the first epoch: the paper's "fail".
+    train_set, test_set = data.load_digits()
+    history, diverged = identity.train_variant(
+        "original", train_set, test_set, identity.RECIPE.replace(epochs=2, batch_size=32, lr=1e6),
+        depth=8, widths=(2, 4, 8), limit=64, progress=False)
+    assert diverged == 1 and history == []
+
+
+# -- the command ----------------------------------------------------------------------------------
 
 def _cli(*argv):
     import subprocess
     import sys
-    return subprocess.run([sys.executable, "-m", "minires", "identity", *argv], capture_output=True, text=True,
-                          env={**os.environ, "MINIRES_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"})
+    return subprocess.run([sys.executable, "-m", "minires", "identity", *argv],
+                          capture_output=True, text=True,
+                          env={**os.environ, "MINIRES_NUM_THREADS": "1",
+                               "OPENBLAS_NUM_THREADS": "1"})
 
 
 def test_identity_command_help_errors_and_a_tiny_run(tmp_path):
@@ -172,7 +202,7 @@ def test_identity_command_help_errors_and_a_tiny_run(tmp_path):
     r = _cli("--batch-size", "1")
     assert r.returncode != 0 and "--batch-size" in r.stderr and "Traceback" not in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
-    r = _cli("--variants", "original", "--depth", "8", "--widths", "2", "4", "8", "--epochs", "1", "--limit", "32",
-             "--no-progress", "--out", str(tmp_path))
+    r = _cli("--variants", "original", "--depth", "8", "--widths", "2", "4", "8", "--epochs", "1",
+             "--limit", "32", "--no-progress", "--out", str(tmp_path))
     assert r.returncode == 0, r.stderr
     assert "original (identity)" in r.stdout and (tmp_path / "identity.json").exists()
