@@ -293,7 +293,7 @@ print(train.topk_errors(scores, labels, ks=(1, 5)))  # top-1: 2 of 4 wrong; top-
 # through the net, at several scales. A ResNet ends in a global average pool and one fc layer,
 # both linear, so on a larger image its scores are the average of the fc applied at every position
 # of the last feature map, exactly the fully-convolutional form, with no change to the net.
-# `evaluation.evaluate_multiscale` resizes each image to each shorter side in
+# `train.evaluate_multiscale` resizes each image to each shorter side in
 # {224, 256, 384, 480, 640} (scaled), runs it and its mirror, and averages all the softmax outputs.
 #
 # ## 6. Training with the plateau schedule

@@ -224,7 +224,7 @@ class TenCrop:
 
     (B, C, H, W) -> (B, 10, C, size, size); crops 0..4 are top-left, top-right, bottom-left,
     bottom-right, centre (``crop_offsets``), crops 5..9 the same five mirrored. The network's
-    softmax outputs are averaged over the crops (``minires.evaluation``).
+    softmax outputs are averaged over the crops (``minires.train.evaluate``).
     """
 
     def __init__(self, size=224):
