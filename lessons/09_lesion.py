@@ -22,16 +22,17 @@
 #
 # 1. write a ResNet as a sum of 2^n paths by unrolling its shortcuts (Veit, eq. 3), and say which
 #    paths a deleted block removes;
-# 2. delete blocks from a trained net with `minires.lesion.lesioned`, and say why a deleted
-#    residual block is exactly its shortcut;
+# 2. delete blocks from a trained net with `minires.experiments.lesion.lesioned`, and say why a
+#    deleted residual block is exactly its shortcut;
 # 3. run both of Veit's experiments (one block at a time, Fig. 3; k random blocks, Fig. 5) on a
 #    ResNet and its plain twin, and read the curves;
 # 4. say what the miniature shows, and how our plain baseline differs from Veit's.
 #
 # Run time: the full run trains ResNet-20 and plain-20 for 30 epochs on the 1,438 training digits
-# and runs about 60 lesioned evaluations, several minutes on 2 CPU cores (mostly the training). `MINIRES_QUICK=1` trains
-# 8- and 14-layer nets for one epoch on 128 images, in seconds; those numbers are noise. The
-# command `python -m minires lesion` runs the same experiment on the 20- and 56-layer nets.
+# and runs about 60 lesioned evaluations, several minutes on 2 CPU cores (mostly the training).
+# `MINIRES_QUICK=1` trains 8- and 14-layer nets for one epoch on 128 images, in seconds; those
+# numbers are noise. The command `python -m minires lesion` runs the same experiment on the 20-
+# and 56-layer nets.
 # Open as a notebook with `jupytext --to notebook lessons/09_lesion.py`, run cell by cell in VS
 # Code, or run `python lessons/09_lesion.py`.
 
@@ -44,8 +45,9 @@ import time
 import numpy as np
 
 import minires as mr
-from minires import data, degradation, lesion, models, nn
-from lesson_setup import QUICK, OUT, plt, show  # quick mode and figures, see lesson_setup.py
+from minires import data, models, nn
+from minires.experiments import lesion, nets, surgery
+from lesson_setup import QUICK, OUT  # quick mode and the figure folder, see lesson_setup.py
 
 # %% [markdown]
 # ## 1. A ResNet is a sum of paths
@@ -89,11 +91,11 @@ for depth in (20, 56, 110):
 # %%
 mr.manual_seed(0)
 resnet = models.resnet20(in_channels=1)
-print("blocks:", [name for name, _ in lesion.blocks(resnet)])
+print("blocks:", [name for name, _ in surgery.blocks(resnet)])
 print("shape-preserving (deletable in a plain net):", lesion.deletable(resnet))
 
 x = mr.Tensor(np.abs(np.random.default_rng(0).standard_normal((2, 16, 8, 8))).astype(np.float32))
-down = dict(lesion.blocks(resnet))["layer2.0"]
+down = dict(surgery.blocks(resnet))["layer2.0"]
 y = lesion.Lesioned(down)(x)
 print(f"deleted layer2.0 maps {x.shape} -> {y.shape}; equals F.pad_channels(x, 32, 2):",
       np.array_equal(y.data, mr.functional.pad_channels(x, 32, 2).data))
@@ -106,7 +108,7 @@ print(f"deleted layer2.0 maps {x.shape} -> {y.shape}; equals F.pad_channels(x, 3
 # %%
 mr.manual_seed(1)
 zeroed = models.resnet20(in_channels=1)
-for _, block in lesion.blocks(zeroed):
+for _, block in surgery.blocks(zeroed):
     nn.init.zeros_(block.last_bn().weight)
     nn.init.zeros_(block.last_bn().bias)
 zeroed.eval()
@@ -115,7 +117,7 @@ with mr.no_grad():
     intact = zeroed(images).data
     worst = 0.0
     K = 1 if QUICK else 3
-    for chosen in itertools.combinations([n for n, _ in lesion.blocks(zeroed)], K):
+    for chosen in itertools.combinations([n for n, _ in surgery.blocks(zeroed)], K):
         with lesion.lesioned(zeroed, chosen):
             worst = max(worst, float(np.abs(zeroed(images).data - intact).max()))
 print(f"largest change over all {math.comb(9, K)} ways of deleting {K} of 9 zero blocks: {worst}")
@@ -123,8 +125,8 @@ print(f"largest change over all {math.comb(9, K)} ways of deleting {K} of 9 zero
 # %% [markdown]
 # ## 3. Two trained nets
 #
-# The lesion study needs trained nets. `lesion.train_net` trains a ResNet or plain net with the
-# recipe of lesson 6 (`degradation.train_one`: SGD, momentum 0.9, weight decay 1e-4, batch 32,
+# The lesion study needs trained nets. `nets.train_one` trains a ResNet or plain net with the
+# recipe of lesson 6 (`nets.RECIPES["digits"]`: SGD, momentum 0.9, weight decay 1e-4, batch 32,
 # lr 0.025 divided by 10 at 50% and 75% of the epochs, one-pixel shifts, and the paper's warm-up
 # of sec. 4.2 at a tenth of the lr until the training error is below 80%). Both nets get the same
 # seed, so the same batches.
@@ -133,16 +135,19 @@ print(f"largest change over all {math.comb(9, K)} ways of deleting {K} of 9 zero
 train_set, test_set = data.load_digits()
 DEPTH_RES, DEPTH_PLAIN = (14, 14) if QUICK else (20, 20)
 LIMIT = 128 if QUICK else None
-recipe = lesion.recipe(1 if QUICK else None)
-recipe["batch_size"] = min(recipe["batch_size"], LIMIT or recipe["batch_size"])
-print("recipe:", recipe)
-_, test_loader, _ = degradation.build_loaders(train_set, test_set, recipe["batch_size"], 0, LIMIT)
-nets = {}
+recipe = nets.RECIPES["digits"]
+if QUICK:  # one epoch; the milestones follow the epochs
+    recipe = recipe.replace(epochs=1, batch_size=min(recipe.batch_size, LIMIT))
+print("recipe:", recipe.as_dict())
+_, test_loader, _ = nets.build_loaders(train_set, test_set, recipe.batch_size, 0, LIMIT)
+trained_nets = {}
 start = time.perf_counter()
 for name in (f"resnet{DEPTH_RES}", f"plain{DEPTH_PLAIN}"):
-    nets[name], history = lesion.train_net(name, train_set, test_set, recipe=recipe, seed=0, limit=LIMIT,
-                                           progress=not QUICK)
-    print(f"{name}: training error {history[-1]['train_error']:.1%}, test error {history[-1]['test_error']:.1%}")
+    trained = nets.train_one(name, train_set, test_set, recipe, seed=0, limit=LIMIT,
+                             progress=not QUICK)
+    trained_nets[name], history = trained.model, trained.history
+    print(f"{name}: training error {history[-1]['train_error']:.1%}, "
+          f"test error {history[-1]['test_error']:.1%}")
 print(f"trained in {time.perf_counter() - start:.0f} s")
 
 # %% [markdown]
@@ -154,8 +159,9 @@ print(f"trained in {time.perf_counter() - start:.0f} s")
 
 # %%
 results = {}
-for name, model in nets.items():
-    results[name] = lesion.study(model, test_loader, ks=range(1, 8), draws=1 if QUICK else 5, seed=0)
+for name, model in trained_nets.items():
+    results[name] = lesion.measure(model, test_loader, ks=range(1, 8), draws=1 if QUICK else 5,
+                                   seed=0)
 for name, r in results.items():
     print(f"{name}: intact {r['intact']:.1%}; one block deleted:",
           ", ".join(f"{b} {e:.1%}" for b, e in r["single"].items()))
@@ -168,7 +174,7 @@ for name, r in results.items():
 # blocks keeps 2^-k of the paths, and the ones left are the shorter ones.
 
 # %%
-print(lesion.format_table(results))
+print(lesion.table(results))
 path = lesion.plot_lesions(results, os.path.join(OUT, "09_lesion.png"),
                            title="Deleting blocks at test time, ResNet vs plain")
 print(f"figure saved to {path}")
@@ -219,8 +225,9 @@ def check_exercise_1(delete_block):
     mr.manual_seed(4)
     model = models.cifar_resnet(14, in_channels=1)
     rng = np.random.default_rng(5)
-    for name, block in lesion.blocks(model):
-        x = mr.Tensor(np.abs(rng.standard_normal((2, block.conv1.in_channels, 8, 8))).astype(np.float32))
+    for name, block in surgery.blocks(model):
+        x = np.abs(rng.standard_normal((2, block.conv1.in_channels, 8, 8)))
+        x = mr.Tensor(x.astype(np.float32))
         expected = lesion.Lesioned(block)(x).data
         got = delete_block(block, x)
         got = got.data if isinstance(got, mr.Tensor) else got
@@ -243,8 +250,10 @@ def delete_block(block, x):
 def check_exercise_2(surviving_paths):
     for n, k, length in ((9, 1, 3), (27, 5, 10), (27, 0, 27), (10, 10, 0), (10, 10, 1)):
         chosen = list(range(k))  # which k blocks does not matter
-        expected = sum(1 for p in itertools.combinations(range(n), length) if not set(p) & set(chosen))
-        assert surviving_paths(n, k, length) == expected, f"n={n}, k={k}, length={length}: expected {expected}"
+        expected = sum(1 for p in itertools.combinations(range(n), length)
+                       if not set(p) & set(chosen))
+        assert surviving_paths(n, k, length) == expected, \
+            f"n={n}, k={k}, length={length}: expected {expected}"
     print("exercise 2: correct")
 
 
@@ -255,10 +264,11 @@ def surviving_paths(n, k, length):
 # check_exercise_2(surviving_paths)
 
 # %% [markdown]
-# **Exercise 3: a plain baseline without batch norm.** `minires.flow.strip_batch_norm(model)`
-# replaces every BN by the identity. Train a plain-14 without BN (lower the lr to 0.01 and drop
-# the warm-up; such a net trains only slowly) and run `lesion.single_lesions` on it. Is a lesion
-# worse than in the plain net with BN? This one has no checker: compare the two tables.
+# **Exercise 3: a plain baseline without batch norm.**
+# `minires.experiments.surgery.strip_batch_norm(model)` replaces every BN by the identity. Train a
+# plain-14 without BN (lower the lr to 0.01 and drop the warm-up; such a net trains only slowly)
+# and run `lesion.single_lesions` on it. Is a lesion worse than in the plain net with BN? This one
+# has no checker: compare the two tables.
 #
 # ## Solutions
 #

@@ -29,9 +29,9 @@
 #    say how short the "effective" paths are.
 #
 # Run time: the full run trains a ResNet-32 for 30 epochs on the digits (lesson 6's recipe) and
-# does about 150 forward/backward passes: a few minutes on 2 CPU cores, most of it training. `MINIRES_QUICK=1` uses a ResNet-14
-# trained for one epoch on 128 images, in seconds; its numbers are noise. `python -m minires
-# paths` runs the experiment on ResNet-56. Open as a notebook with
+# does about 150 forward/backward passes: a few minutes on 2 CPU cores, most of it training.
+# `MINIRES_QUICK=1` uses a ResNet-14 trained for one epoch on 128 images, in seconds; its numbers
+# are noise. `python -m minires paths` runs the experiment on ResNet-56. Open as a notebook with
 # `jupytext --to notebook lessons/10_paths.py`, or run `python lessons/10_paths.py`.
 
 # %%
@@ -42,7 +42,8 @@ import os
 import numpy as np
 
 import minires as mr
-from minires import data, degradation, lesion, models, paths
+from minires import data, models
+from minires.experiments import nets, paths, surgery
 from lesson_setup import QUICK, OUT, plt, show  # quick mode and figures, see lesson_setup.py
 
 # %% [markdown]
@@ -58,10 +59,12 @@ n = 27
 counts = paths.path_counts(n)
 fig, ax = plt.subplots(figsize=(6, 3))
 ax.bar(range(n + 1), [c / 2 ** n for c in counts], color="grey")
-ax.set(xlabel="path length k", ylabel="fraction of the 2^27 paths", title="Path lengths in ResNet-56")
+ax.set(xlabel="path length k", ylabel="fraction of the 2^27 paths",
+       title="Path lengths in ResNet-56")
 show(fig, "10_path_lengths.png")
 share = sum(counts[10:18]) / 2 ** n
-print(f"paths of length 10..17: {share:.1%} of all; mean length {n / 2}, std {math.sqrt(n) / 2:.2f}")
+print(f"paths of length 10..17: {share:.1%} of all; mean length {n / 2}, "
+      f"std {math.sqrt(n) / 2:.2f}")
 
 # %% [markdown]
 # ## 2. The backward pass is a sum over paths
@@ -79,8 +82,9 @@ print(f"paths of length 10..17: {share:.1%} of all; mean length {n / 2}, std {ma
 # To get one term, let the gradient through only one half of each block. `paths.PathGate(block,
 # through)` computes the same forward value but puts a stop-gradient (`Tensor.detach()`) on the
 # other half: y = ReLU(F(x) + sg(s(x))) lets the gradient through the branch only, y =
-# ReLU(sg(F(x)) + s(x)) through the shortcut only. `paths.input_gradient(model, x, labels, kept)`
-# gives the gradient of the path through the residual functions of the blocks in `kept`.
+# ReLU(sg(F(x)) + s(x)) through the shortcut only. `paths.first_block_gradient(model, x, labels,
+# kept)` gives the gradient, at the input of the first block, of the path through the residual
+# functions of the blocks in `kept`.
 #
 # A check you can run: in a ResNet-8 (3 blocks), the 8 single-path gradients add up to the
 # gradient of the whole net, in float64 to round-off.
@@ -91,13 +95,13 @@ small = models.cifar_resnet(8, in_channels=1).to(dtype=np.float64)
 train_set, test_set = data.load_digits()
 xb, yb = next(iter(data.DataLoader(train_set, 16)))
 xb = xb.astype(np.float64)
-names = [name for name, _ in lesion.blocks(small)]
-whole = paths.input_gradient(small, xb, yb)
-per_path = {kept: paths.input_gradient(small, xb, yb, list(kept))
+names = [name for name, _ in surgery.blocks(small)]
+whole = paths.first_block_gradient(small, xb, yb)
+per_path = {kept: paths.first_block_gradient(small, xb, yb, list(kept))
             for k in range(len(names) + 1) for kept in itertools.combinations(names, k)}
 total = sum(per_path.values())
-print(f"{len(per_path)} paths; largest |sum of paths - whole gradient| = {np.abs(total - whole).max():.1e} "
-      f"(the gradient itself is up to {np.abs(whole).max():.1e})")
+print(f"{len(per_path)} paths; largest |sum of paths - whole gradient| = "
+      f"{np.abs(total - whole).max():.1e} (the gradient itself is up to {np.abs(whole).max():.1e})")
 for kept, g in per_path.items():
     print(f"  through {list(kept) or 'shortcuts only'}: |dL/dy0| = {np.linalg.norm(g):.4f}")
 
@@ -109,24 +113,26 @@ for kept, g in per_path.items():
 # other block, and record the norm of what reaches the input. Repeat a few times and average:
 # that is the gradient *per path* of length k. Times C(n, k) it is the total that paths of length k
 # carry (a sum of norms, so an upper bound on the norm of their sum, as in Veit's Fig. 6c).
-# `paths.gradient_by_length` does this; batch norm runs in training mode, as during SGD.
+# `paths.measure` does this; batch norm runs in training mode, as during SGD.
 
 # %%
 DEPTH = 14 if QUICK else 32
 LIMIT = 128 if QUICK else None
 DRAWS = 2 if QUICK else 5
-recipe = lesion.recipe(1 if QUICK else None)
-recipe["batch_size"] = min(recipe["batch_size"], LIMIT or recipe["batch_size"])
-mr.manual_seed(0)  # the seed train_net starts from: `initial` is the trained net before training
-initial = degradation.build_net(f"resnet{DEPTH}", 10, 1)
-trained, history = lesion.train_net(f"resnet{DEPTH}", train_set, test_set, recipe=recipe, seed=0, limit=LIMIT,
-                                    progress=not QUICK)
-print(f"resnet{DEPTH}: test error {history[-1]['test_error']:.1%} after {recipe['epochs']} epochs")
+recipe = nets.RECIPES["digits"]
+if QUICK:  # one epoch; the milestones follow the epochs
+    recipe = recipe.replace(epochs=1, batch_size=min(recipe.batch_size, LIMIT))
+mr.manual_seed(0)  # the seed train_one starts from: `initial` is the trained net before training
+initial = nets.build_net(f"resnet{DEPTH}", 10, 1)
+result = nets.train_one(f"resnet{DEPTH}", train_set, test_set, recipe, seed=0, limit=LIMIT,
+                        progress=not QUICK)
+trained, history = result.model, result.history
+print(f"resnet{DEPTH}: test error {history[-1]['test_error']:.1%} after {recipe.epochs} epochs")
 x, labels = next(iter(data.DataLoader(train_set, 64)))
-results = {label: paths.gradient_by_length(model, x, labels, draws=DRAWS, seed=0)
+results = {label: paths.measure(model, x, labels, draws=DRAWS, seed=0)
            for label, model in (("init", initial), ("trained", trained))}
 summaries = {label: paths.effective_paths(r) for label, r in results.items()}
-print(paths.format_table(results, summaries))
+print(paths.table(results, summaries))
 path = paths.plot_paths(results, os.path.join(OUT, "10_paths.png"),
                         title=f"Gradient by path length, ResNet-{DEPTH}")
 print(f"figure saved to {path}")
@@ -151,14 +157,16 @@ if QUICK:
 # initialisation, and after training it falls far more steeply: after training, each residual
 # function on a path shrinks the gradient more than at the start. The peak of (c) moves to
 # shorter paths, as in Veit's ResNet-110. The dots of (b) spread over orders of magnitude at one
-# k: which blocks a path passes matters, so with a few draws per length the curves of (c) are jagged.
+# k: which blocks a path passes matters, so with a few draws per length the curves of (c) are
+# jagged.
 #
 # ## Summary
 #
 # * A ResNet of n blocks has C(n, k) paths of length k; with the forward pass fixed, the
-#   gradient is exactly the sum of one gradient per path (`paths.input_gradient`, checked above).
+#   gradient is exactly the sum of one gradient per path (`paths.first_block_gradient`, checked
+#   above).
 # * Veit's measurement samples k blocks whose branch the gradient may pass, and the shortcut
-#   everywhere else (`paths.PathGate`, `paths.gradient_by_length`).
+#   everywhere else (`paths.PathGate`, `paths.measure`).
 # * Multiplying the gradient per path by the number of paths shows which lengths carry the
 #   gradient (`paths.effective_paths`).
 #
@@ -182,10 +190,12 @@ def check_exercise_1(branch_only):
     for fn in (branch_only, lambda b, x: paths.PathGate(b, "branch")(x)):
         x = mr.Tensor(x_data, requires_grad=True)
         y = fn(block, x)
-        assert np.allclose(y.data, block(mr.Tensor(x_data)).data), "the forward value must not change"
+        assert np.allclose(y.data, block(mr.Tensor(x_data)).data), \
+            "the forward value must not change"
         (y * mr.Tensor(upstream)).sum().backward()
         grads.append(x.grad)
-    assert np.allclose(grads[0], grads[1]), f"gradients differ by up to {np.abs(grads[0] - grads[1]).max():.3g}"
+    assert np.allclose(grads[0], grads[1]), \
+        f"gradients differ by up to {np.abs(grads[0] - grads[1]).max():.3g}"
     print("exercise 1: correct, the gradient goes through the branch only")
 
 

@@ -31,9 +31,10 @@
 # Run time: the full run trains ResNet-20/56 and plain-20/56 (30 epochs on the digits, lesson 6's
 # recipe) and evaluates an 11 x 11 grid and two 1-D slices per net on 128 training images: over
 # ten minutes on 2 CPU cores, most of it training. Set `NETS_FROM` below to the `--out` folder of a
-# `python -m minires degradation` or `lesion` run to reuse its nets and skip the training. `MINIRES_QUICK=1` uses
-# 8- and 14-layer nets trained for one epoch on 128 images and a 5 x 5 grid, in seconds (its
-# numbers are noise). `python -m minires landscape` runs the experiment with a 21 x 21 grid.
+# `python -m minires degradation` or `lesion` run to reuse its nets and skip the training.
+# `MINIRES_QUICK=1` uses 8- and 14-layer nets trained for one epoch on 128 images and a 5 x 5
+# grid, in seconds (its numbers are noise). `python -m minires landscape` runs the experiment with
+# a 21 x 21 grid.
 
 # %%
 import os
@@ -41,9 +42,10 @@ import os
 import numpy as np
 
 import minires as mr
-from minires import data, landscape, lesion, models
+from minires import data, models
+from minires.experiments import landscape, nets
 from minires import functional as F
-from lesson_setup import QUICK, OUT, plt, show  # quick mode and figures, see lesson_setup.py
+from lesson_setup import QUICK, OUT  # quick mode and the figure folder, see lesson_setup.py
 
 NETS_FROM = None  # e.g. "runs/lesion": reuse the trained <net>-seed0.npz there instead of training
 
@@ -76,7 +78,8 @@ conv = net.layer2[1].conv1
 conv.weight.data[3] *= 10.0  # filter 3 of one conv, ten times larger
 after = loss_now()
 conv.weight.data[3] /= 10.0
-print(f"loss {before:.6f} -> {after:.6f} with one filter scaled by 10 (batch norm in training mode)")
+print(f"loss {before:.6f} -> {after:.6f} with one filter scaled by 10 "
+      "(batch norm in training mode)")
 
 # %% [markdown]
 # Li et al.'s fix (sec. 4) is to give the direction the weights' scale, filter by filter: for
@@ -93,8 +96,9 @@ d = landscape.filter_normalized_direction(net, seed=1)
 for name, p in list(net.named_parameters())[:4]:
     w = p.data
     if w.ndim > 1:
-        print(f"{name:>16}: filter norms of weights {np.linalg.norm(w[0]):.3f}, {np.linalg.norm(w[1]):.3f}; "
-              f"of the direction {np.linalg.norm(d[name][0]):.3f}, {np.linalg.norm(d[name][1]):.3f}")
+        print(f"{name:>16}: filter norms of weights {np.linalg.norm(w[0]):.3f}, "
+              f"{np.linalg.norm(w[1]):.3f}; of the direction {np.linalg.norm(d[name][0]):.3f}, "
+              f"{np.linalg.norm(d[name][1]):.3f}")
     else:
         print(f"{name:>16}: direction all zero: {not d[name].any()}")
 
@@ -110,14 +114,16 @@ for name, p in list(net.named_parameters())[:4]:
 DEPTHS = (8, 14) if QUICK else (20, 56)
 LIMIT = 128 if QUICK else None
 POINTS = 5 if QUICK else 11
-recipe = lesion.recipe(1 if QUICK else None)
-recipe["batch_size"] = min(recipe["batch_size"], LIMIT or recipe["batch_size"])
-nets = {}
+recipe = nets.RECIPES["digits"]
+if QUICK:  # one epoch; the milestones follow the epochs
+    recipe = recipe.replace(epochs=1, batch_size=min(recipe.batch_size, LIMIT))
+trained_nets = {}
 for depth in DEPTHS:
     for kind in ("plain", "resnet"):
         name = f"{kind}{depth}"
-        nets[name], info = lesion.get_net(name, train_set, test_set, from_dir=NETS_FROM, recipe=recipe, seed=0,
-                                          limit=LIMIT, progress=not QUICK)
+        trained_nets[name], info = nets.get_net(name, train_set, test_set, recipe,
+                                                from_dir=NETS_FROM, seed=0, limit=LIMIT,
+                                                progress=not QUICK)
         print(name, info)
 probe_x, probe_y = next(iter(data.DataLoader(train_set, 128)))
 
@@ -131,14 +137,15 @@ probe_x, probe_y = next(iter(data.DataLoader(train_set, 128)))
 # %%
 coords_1d = np.linspace(-1, 1, 11 if QUICK else 21)
 curves = {}
-for name, model in nets.items():
+for name, model in trained_nets.items():
     curves[name] = []
     for s in range(2):
-        with landscape.Landscape(model, probe_x, probe_y, [landscape.filter_normalized_direction(model, seed=10 + s)]) as land:
-            curves[name].append(landscape.slice_1d(land, coords_1d))
+        direction = landscape.filter_normalized_direction(model, seed=10 + s)
+        land = landscape.Landscape(model, probe_x, probe_y, [direction])
+        curves[name].append(landscape.slice_1d(land, coords_1d))
+    bends = np.mean([landscape.concave_share_1d(c, region=landscape.REGION) for c in curves[name]])
     print(f"{name:>9}: loss at a = 0 {curves[name][0][len(coords_1d) // 2]:.3f}, "
-          f"near its minimum bends down at "
-          f"{np.mean([landscape.concave_share_1d(c, region=landscape.REGION) for c in curves[name]]):.0%} of the points")
+          f"near its minimum bends down at {bends:.0%} of the points")
 path = landscape.plot_curves(curves, coords_1d, os.path.join(OUT, "11_landscape_1d.png"),
                              title="1-D slices of the training loss")
 print(f"figure saved to {path}")
@@ -148,7 +155,7 @@ print(f"figure saved to {path}")
 #
 # Two directions d and e, a grid of a and b, and f(a, b) = L(theta* + a d + b e). Li et al. show
 # the nets side by side; `landscape.plot_contours` uses the same contour levels in every panel, so
-# the spacing of the lines compares across nets. `landscape.measures` turns the pictures into
+# the spacing of the lines compares across nets. `landscape.summarise` turns the pictures into
 # numbers: the share of grid points within 0.1 of the minimum (how wide the basin is), and, near
 # the minimum (loss within 1 of it), the share of points where the plane's smaller principal
 # curvature is clearly negative, lambda_min / |lambda_max| < -0.1: a saddle or a ridge rather than
@@ -158,17 +165,18 @@ print(f"figure saved to {path}")
 # %%
 coords = np.linspace(-1, 1, POINTS)
 grids, results = {}, {}
-for name, model in nets.items():
+for name, model in trained_nets.items():
     d, e = (landscape.filter_normalized_direction(model, seed=s) for s in (1, 2))
-    with landscape.Landscape(model, probe_x, probe_y, [d, e]) as land:
-        grids[name] = landscape.grid_2d(land, coords)
-    results[name] = {"training": {}, "measures": landscape.measures(grids[name], coords, curves[name])}
-print(landscape.format_table(results))
+    grids[name] = landscape.grid_2d(landscape.Landscape(model, probe_x, probe_y, [d, e]), coords)
+    results[name] = {"training": {},
+                     "measures": landscape.summarise(grids[name], coords, curves[name])}
+print(landscape.table(results))
 path = landscape.plot_contours(grids, coords, os.path.join(OUT, "11_landscape.png"),
                                title="Training loss around the trained weights")
 print(f"figure saved to {path}")
 if QUICK:
-    print("(quick mode: nets trained for one epoch on 128 images and a 5 x 5 grid, so this is noise)")
+    print("(quick mode: nets trained for one epoch on 128 images and a 5 x 5 grid, "
+          "so this is noise)")
 
 # %% [markdown]
 # ## 5. What the miniature can and cannot show
@@ -197,8 +205,8 @@ if QUICK:
 #   filter by filter to the weights' norms (`landscape.filter_normalized_direction`); BN
 #   parameters and biases stay fixed.
 # * `landscape.Landscape` evaluates L(theta* + sum_i t_i d_i) with BN in eval mode and puts the
-#   weights back afterwards; `slice_1d` and `grid_2d` walk the lines and grids.
-# * `landscape.measures` quantifies basin width and curvature signs, so that a claim like "the
+#   weights back after each point; `slice_1d` and `grid_2d` walk the lines and grids.
+# * `landscape.summarise` quantifies basin width and curvature signs, so that a claim like "the
 #   plain net's landscape is less convex" can be checked, not just seen.
 #
 # ## Exercises
@@ -214,11 +222,12 @@ if QUICK:
 def check_exercise_1(normalise):
     rng = np.random.default_rng(0)
     for shape in ((8, 4, 3, 3), (10, 64)):
-        w, d = rng.standard_normal(shape) * rng.uniform(0.1, 3, (shape[0],) + (1,) * (len(shape) - 1)), \
-            rng.standard_normal(shape)
+        scale = (shape[0],) + (1,) * (len(shape) - 1)  # one scale per filter
+        w, d = rng.standard_normal(shape) * rng.uniform(0.1, 3, scale), rng.standard_normal(shape)
         got = normalise(d, w)
         for j in range(shape[0]):
-            assert np.isclose(np.linalg.norm(got[j]), np.linalg.norm(w[j])), f"filter {j} of {shape}: wrong norm"
+            assert np.isclose(np.linalg.norm(got[j]), np.linalg.norm(w[j])), \
+                f"filter {j} of {shape}: wrong norm"
             assert np.allclose(got[j] / np.linalg.norm(got[j]), d[j] / np.linalg.norm(d[j])), \
                 f"filter {j} of {shape}: the direction must keep its own orientation"
     print("exercise 1: correct")
@@ -262,7 +271,8 @@ def eval_mode_change(model, x, labels):
 # %%
 def normalise_solution(d, w):
     axes = tuple(range(1, w.ndim))
-    return d * np.sqrt((w ** 2).sum(axis=axes, keepdims=True)) / np.sqrt((d ** 2).sum(axis=axes, keepdims=True))
+    w_norm = np.sqrt((w ** 2).sum(axis=axes, keepdims=True))
+    return d * w_norm / np.sqrt((d ** 2).sum(axis=axes, keepdims=True))
 
 
 check_exercise_1(normalise_solution)

@@ -1,18 +1,21 @@
 """``python -m minires landscape``: loss landscapes with filter normalisation (Li et al. 2018)."""
 import argparse
 
-from .. import landscape
+from ..experiments import landscape
 from . import options
-from .lesion import add_epochs, add_from, check_from
+from .lesion import add_epochs, add_from, check_from, recipe
 
-HELP = "the training loss around trained plain nets and ResNets, filter-normalised directions (Li et al. 2018)"
-QUICK = {"depths": [8], "epochs": 1, "limit": 128, "points": 5, "points_1d": 7, "slices": 2, "images": 64}
+HELP = ("the training loss around trained plain nets and ResNets, filter-normalised directions "
+        "(Li et al. 2018)")
+QUICK = {"depths": [8], "epochs": 1, "limit": 128, "points": 5, "points_1d": 7, "slices": 2,
+         "images": 64}
 
 
 def _odd_points(text):
     value = options.positive_int(text)
     if value < 3 or value % 2 == 0:
-        raise argparse.ArgumentTypeError(f"must be odd and >= 3 (the grid's centre is the trained net), got {value}")
+        raise argparse.ArgumentTypeError(f"must be odd and >= 3 (the grid's centre is the trained "
+                                         f"net), got {value}")
     return value
 
 
@@ -21,16 +24,20 @@ def add_arguments(parser):
     add_from(parser)
     add_epochs(parser)
     parser.add_argument("--points", type=_odd_points, default=21,
-                        help="grid points per axis of the 2-D plot, odd (default 21: a 21 x 21 grid)")
-    parser.add_argument("--points-1d", type=_odd_points, default=31, help="points of each 1-D slice, odd (default 31)")
-    parser.add_argument("--slices", type=options.positive_int, default=2, help="1-D slices per net (default 2)")
+                        help="grid points per axis of the 2-D plot, odd (default 21: a 21 x 21 "
+                             "grid)")
+    parser.add_argument("--points-1d", type=_odd_points, default=31,
+                        help="points of each 1-D slice, odd (default 31)")
+    parser.add_argument("--slices", type=options.positive_int, default=2,
+                        help="1-D slices per net (default 2)")
     parser.add_argument("--span", type=options.positive_float, default=1.0,
-                        help="the plots cover [-SPAN, SPAN] in units of the filter norms (default 1)")
+                        help="the plots cover [-SPAN, SPAN] in units of the filter norms "
+                             "(default 1)")
     parser.add_argument("--images", type=options.positive_int, default=128,
                         help="training digits the loss is measured on (default 128)")
     parser.add_argument("--quick", action="store_true",
-                        help="seconds instead of minutes: depth 8, one epoch on 128 images, a 5 x 5 grid "
-                             "(the numbers are noise)")
+                        help="seconds instead of minutes: depth 8, one epoch on 128 images, a 5 x "
+                             "5 grid (the numbers are noise)")
     options.add_seed(parser)
     options.add_device(parser)
     options.add_out(parser, "runs/landscape")
@@ -44,17 +51,16 @@ def main(args):
         s.update(QUICK)
     options.check_device(args.device)
     options.check_out(args.out)
-    check_from(args.from_dir, [f"{k}{d}" for d in s["depths"] for k in ("plain", "resnet")], args.seed)
-    print(f"loss landscapes of plain net and ResNet of depth {', '.join(map(str, s['depths']))}: a "
-          f"{s['points']} x {s['points']} grid and {s['slices']} slices of {s['points_1d']} points over "
-          f"[-{args.span:g}, {args.span:g}], loss on {s['images']} training digits, batch norm in eval mode; nets "
-          + (f"loaded from {args.from_dir}" if args.from_dir else "trained here") + f"; seed {args.seed}", flush=True)
-    report = landscape.run(depths=s["depths"], from_dir=args.from_dir, epochs=s["epochs"], points=s["points"],
-                           points_1d=s["points_1d"], slices=s["slices"], span=args.span, images=s["images"],
-                           seed=args.seed, device=args.device, out=args.out, limit=s["limit"], progress=args.progress)
-    print()
-    print(landscape.format_table(report["nets"]))
-    p = report["paths"]
-    print(f"\n{report['settings']['seconds']:.0f} s; wrote {p['png']}, {p['png_1d']} and {p['json']}"
-          + ("" if args.from_dir else " and the trained nets (<net>-seed<S>.npz)"))
+    check_from(args.from_dir, [f"{k}{d}" for d in s["depths"] for k in ("plain", "resnet")],
+               args.seed)
+    print(f"loss landscapes of plain net and ResNet of depth {', '.join(map(str, s['depths']))}: "
+          f"a {s['points']} x {s['points']} grid and {s['slices']} slices of {s['points_1d']} "
+          f"points over [-{args.span:g}, {args.span:g}], loss on {s['images']} training digits, "
+          "batch norm in eval mode; nets "
+          + (f"loaded from {args.from_dir}" if args.from_dir else "trained here")
+          + f"; seed {args.seed}", flush=True)
+    landscape.run(args.out, depths=s["depths"], recipe=recipe(s["epochs"]),
+                  from_dir=args.from_dir, points=s["points"], points_1d=s["points_1d"],
+                  slices=s["slices"], span=args.span, images=s["images"], seed=args.seed,
+                  limit=s["limit"], device=args.device, progress=args.progress)
     return 0

@@ -1,6 +1,6 @@
-"""Loss landscapes (Li et al. 2018): filter-normalised directions, the loss at a point of the
-plane, and the numbers that summarise a landscape, each against an independent computation; and the
-claim on small trained nets."""
+"""Loss landscapes (Li et al. 2018; ``minires.experiments.landscape``): filter-normalised
+directions, the loss at a point of the plane, and the numbers that summarise a landscape, each
+against an independent computation; and the claim on small trained nets."""
 import json
 import os
 import subprocess
@@ -9,10 +9,10 @@ import sys
 import numpy as np
 import pytest
 
-import small_nets
-from minires import backend, data, landscape, models
+from minires import backend, data, models
 from minires import functional as F
 from minires.autograd import Tensor, no_grad
+from minires.experiments import landscape
 
 
 def _net(depth=8, shortcut="A", seed=0):
@@ -39,9 +39,11 @@ def test_filter_normalisation_gives_each_filter_the_weights_norm():
             assert not d[name].any(), name
             continue
         for j in range(w.shape[0]):
-            assert np.sqrt((d[name][j] ** 2).sum()) == pytest.approx(np.sqrt((w[j] ** 2).sum()), rel=1e-12)
+            expected = np.sqrt((w[j] ** 2).sum())
+            assert np.sqrt((d[name][j] ** 2).sum()) == pytest.approx(expected, rel=1e-12)
             checked += 1
-        assert not np.allclose(d[name] / np.abs(d[name]).max(), w / np.abs(w).max())  # random, not the weights
+        # random, not the weights
+        assert not np.allclose(d[name] / np.abs(d[name]).max(), w / np.abs(w).max())
     assert checked == sum(p.shape[0] for p in model.parameters() if p.ndim > 1)
     again = landscape.filter_normalized_direction(model, seed=3)
     other = landscape.filter_normalized_direction(model, seed=4)
@@ -51,7 +53,8 @@ def test_filter_normalisation_gives_each_filter_the_weights_norm():
 
 def test_landscape_loss_is_the_loss_of_the_moved_weights():
     """loss(a, b) equals the eval-mode cross-entropy of a copy of the net whose weights were set to
-    theta + a d + b e by load_state_dict; afterwards the weights are the trained ones again."""
+    theta + a d + b e by load_state_dict; after each loss the weights are the trained ones again
+    and the model is in the mode it was (train)."""
     model = _net()
     x, y = _batch()
     d, e = (landscape.filter_normalized_direction(model, seed=s) for s in (1, 2))
@@ -62,11 +65,14 @@ def test_landscape_loss_is_the_loss_of_the_moved_weights():
     moved.eval()
     with no_grad():
         expected = float(F.softmax_cross_entropy(moved(Tensor(x)), y).data)
-    with landscape.Landscape(model, x, y, [d, e]) as land:
-        assert land.loss(a, b) == pytest.approx(expected, rel=1e-5)
-        assert land.loss(0.0, 0.0) != pytest.approx(expected, rel=1e-3)
-        with pytest.raises(ValueError, match="2 coordinates"):
-            land.loss(1.0)
+    land = landscape.Landscape(model, x, y, [d, e])
+    assert land.loss(a, b) == pytest.approx(expected, rel=1e-5)
+    assert model.training
+    after = model.state_dict()
+    assert all(np.array_equal(theta[k], after[k]) for k in theta)  # BN statistics too
+    assert land.loss(0.0, 0.0) != pytest.approx(expected, rel=1e-3)
+    with pytest.raises(ValueError, match="2 coordinates"):
+        land.loss(1.0)
     assert model.training
     after = model.state_dict()
     assert all(np.array_equal(theta[k], after[k]) for k in theta)
@@ -81,10 +87,10 @@ def test_principal_curvatures_of_a_quadratic():
     assert lo.shape == (9, 9)
     np.testing.assert_allclose(lo, -np.sqrt(5), atol=1e-9)
     np.testing.assert_allclose(hi, np.sqrt(5), atol=1e-9)
-    bowl = landscape.measures(a ** 2 + b ** 2, coords, [coords ** 2])
+    bowl = landscape.summarise(a ** 2 + b ** 2, coords, [coords ** 2])
     assert bowl["saddle_share"] == 0 and bowl["median_curvature_ratio"] == pytest.approx(1.0)
     assert bowl["basin_share"] == pytest.approx(np.mean(a ** 2 + b ** 2 <= 0.1))
-    saddle = landscape.measures(a ** 2 + a * b - b ** 2, coords, [-(coords ** 2)])
+    saddle = landscape.summarise(a ** 2 + a * b - b ** 2, coords, [-(coords ** 2)])
     assert saddle["saddle_share"] == 1 and saddle["median_curvature_ratio"] == pytest.approx(-1.0)
     assert saddle["concave_share_1d"] == 1
 
@@ -98,10 +104,11 @@ def test_curvatures_are_counted_only_near_the_minimum():
     f = 5 * (a ** 2 + b ** 2) - 2 * (a ** 4 + b ** 4)
     lo, _ = landscape.principal_curvatures(f, coords[1] - coords[0])
     assert lo.min() < 0
-    m = landscape.measures(f, coords, [5 * coords ** 2 - 2 * coords ** 4])
+    m = landscape.summarise(f, coords, [5 * coords ** 2 - 2 * coords ** 4])
     assert m["region_points"] == int((f[1:-1, 1:-1] <= 1).sum()) and m["saddle_share"] == 0
     assert m["median_curvature_ratio"] > 0.5 and m["concave_share_1d"] == 0
-    assert landscape.concave_share_1d(5 * coords ** 2 - 2 * coords ** 4) > 0  # counted everywhere, it bends
+    # counted everywhere, it bends
+    assert landscape.concave_share_1d(5 * coords ** 2 - 2 * coords ** 4) > 0
 
 
 def test_concave_share_of_constructed_curves():
@@ -112,18 +119,20 @@ def test_concave_share_of_constructed_curves():
     # f = cos(w t): f(t - h) - 2 f(t) + f(t + h) = 2 (cos(w h) - 1) f(t) < 0 exactly where f(t) > 0
     wave = np.cos(3 * np.pi * t)
     assert landscape.concave_share_1d(wave) == pytest.approx(np.mean(wave[1:-1] > 1e-9))
-    assert landscape.concave_share_1d(t ** 2 + 1e-9 * np.cos(50 * t)) == 0  # round-off is not a bend
+    # round-off is not a bend
+    assert landscape.concave_share_1d(t ** 2 + 1e-9 * np.cos(50 * t)) == 0
     with pytest.raises(ValueError, match="at least 3"):
         landscape.concave_share_1d([1.0, 2.0])
 
 
 def test_without_shortcuts_the_deeper_net_has_a_far_less_convex_landscape(small_net):
-    """Li et al.'s Fig. 5 on small trained nets (``small_nets.py``: 3 epochs of the digits recipe,
-    seed 0), on a coarse grid: 7 x 7 points over [-0.5, 0.5]^2 (filter-normalised directions of seeds 1
-    and 2, as ``landscape.run`` with seed 0), the loss on the first 64 training digits. Near the
-    minimum (``landscape.measures``), plain-56 has many points of clearly negative curvature and
-    ResNet-56 few; at depth 20 both have few. Plain-56 is the degraded net (75-85% training error at
-    3 epochs): as in the full run (README), its landscape is where SGD left it, far from a minimum.
+    """Li et al.'s Fig. 5 on small trained nets (``small_nets.py``: 3 epochs of the digits
+    recipe, seed 0), on a coarse grid: 7 x 7 points over [-0.5, 0.5]^2 (filter-normalised
+    directions of seeds 1 and 2, as ``landscape.run`` with seed 0), the loss on the first 64
+    training digits. Near the minimum (``landscape.summarise``), plain-56 has many points of
+    clearly negative curvature and ResNet-56 few; at depth 20 both have few. Plain-56 is the
+    degraded net (75-85% training error at 3 epochs): as in the full run (README), its landscape
+    is where SGD left it, far from a minimum.
 
     Share of points near the minimum with clearly negative curvature, plain / ResNet, on seeds
     100-104: depth 20: 0.000 / 0.000, 0.056 / 0.053, 0.000 / 0.000, 0.000 / 0.000, 0.000 / 0.000;
@@ -137,10 +146,9 @@ def test_without_shortcuts_the_deeper_net_has_a_far_less_convex_landscape(small_
     for name in ("plain20", "resnet20", "plain56", "resnet56"):
         model = small_net(name).model
         d, e = (landscape.filter_normalized_direction(model, seed=s) for s in (1, 2))
-        with landscape.Landscape(model, x, y, [d, e]) as land:
-            grid = landscape.grid_2d(land, coords)
+        grid = landscape.grid_2d(landscape.Landscape(model, x, y, [d, e]), coords)
         # the 1-D measure is not used here: the grid's own slice along d stands in for the curves
-        m = landscape.measures(grid, coords, [grid[:, len(coords) // 2]])
+        m = landscape.summarise(grid, coords, [grid[:, len(coords) // 2]])
         assert m["region_points"] >= 5, (name, m)
         saddle[name] = m["saddle_share"]
     assert saddle["plain20"] <= 0.25 and saddle["resnet20"] <= 0.25, saddle
@@ -151,10 +159,14 @@ def test_without_shortcuts_the_deeper_net_has_a_far_less_convex_landscape(small_
 def test_landscape_command_help_bad_option_and_quick_run(tmp_path):
     """--help, a one-line error for an even --points, and a --quick run: the grid's centre is the
     trained net's loss, and the JSON's measures are those of its own grid."""
-    run = lambda *argv: subprocess.run([sys.executable, "-m", "minires", "landscape", *argv],  # noqa: E731
-                                       capture_output=True, text=True, env={**os.environ, "MINIRES_NUM_THREADS": "1"})
+    def run(*argv):
+        return subprocess.run([sys.executable, "-m", "minires", "landscape", *argv],
+                              capture_output=True, text=True,
+                              env={**os.environ, "MINIRES_NUM_THREADS": "1"})
+
     help_ = run("--help")
-    assert help_.returncode == 0 and all(o in help_.stdout for o in ("--points", "--from", "--quick", "--span"))
+    assert help_.returncode == 0
+    assert all(o in help_.stdout for o in ("--points", "--from", "--quick", "--span"))
     bad = run("--points", "4")
     assert bad.returncode != 0 and "--points" in bad.stderr and "Traceback" not in bad.stderr
     done = run("--quick", "--no-progress", "--out", str(tmp_path))
@@ -167,5 +179,6 @@ def test_landscape_command_help_bad_option_and_quick_run(tmp_path):
         r = report["nets"][name]
         grid = np.array(r["grid"])
         assert grid.shape == (len(coords), len(coords))
-        assert r["measures"] == landscape.measures(grid, coords, [np.array(c) for c in r["curves"]])
+        curves = [np.array(c) for c in r["curves"]]
+        assert r["measures"] == landscape.summarise(grid, coords, curves)
         assert r["measures"]["loss_at_origin"] == grid[len(coords) // 2, len(coords) // 2]

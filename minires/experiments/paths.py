@@ -18,22 +18,26 @@ Here ``PathGate`` does this with a stop-gradient on the other half of each block
 values are unchanged). Repeated for several random sets of k blocks, the mean norm is the
 gradient per path of length k; times C(n, k) it is the total gradient that paths of length k
 carry (norms, so an upper bound on the norm of their sum: Veit's measure). The input is the
-input of the first block; the loss is the mean cross-entropy on a batch of training images with
-batch norm in training mode (the gradient SGD sees); BN statistics are restored afterwards.
+input of the first block (``first_block_gradient``); the loss is the mean cross-entropy on a
+batch of training images with batch norm in training mode (the gradient SGD sees); the model is
+left as it was (``surgery.unchanged``).
 
-``run`` measures a ResNet at initialisation and after training and writes paths.png and paths.json.
+``run`` measures a ResNet at initialisation and after training and writes paths.json and
+paths.png.
 """
 import contextlib
-import json
 import math
 import os
 import time
 
 import numpy as np
 
-from . import backend, data, degradation, flow, io, lesion, nn
-from . import functional as F
-from .autograd import Tensor
+from .. import backend, data, io, nn
+from .. import functional as F
+from ..autograd import Tensor
+from . import nets, surgery
+from .output import Output, progress_bar
+from .probes import OutputGradients, l2_norm
 
 THROUGH = ("branch", "shortcut", "both")
 
@@ -66,60 +70,40 @@ class PathGate(nn.Module):
         return self.block.relu(f + s)
 
 
-@contextlib.contextmanager
 def gated(model, kept):
-    """Within the block, every residual block of ``model`` is a ``PathGate``: through its branch
-    if its name is in ``kept``, else through its shortcut only. Restored afterwards."""
+    """A ``with`` block in which every residual block of ``model`` is a ``PathGate``: through its
+    branch if its name is in ``kept``, else through its shortcut only; put back after it
+    (``surgery.swapped``)."""
     kept = set(kept)
-    names = [n for n, _ in lesion.blocks(model)]
-    unknown = kept - set(names)
+    blocks = surgery.blocks(model)
+    unknown = kept - {n for n, _ in blocks}
     if unknown:
-        raise ValueError(f"gated: no block named {sorted(unknown)}; the blocks are {names}")
-    parents = dict(model.named_modules())
-    swapped = []
-    try:
-        for name, block in lesion.blocks(model):
-            parent_name, _, child = name.rpartition(".")
-            parent = parents[parent_name] if parent_name else model
-            setattr(parent, child, PathGate(block, "branch" if name in kept else "shortcut"))
-            swapped.append((parent, child, block))
-        yield model
-    finally:
-        for parent, child, block in swapped:
-            setattr(parent, child, block)
+        raise ValueError(f"gated: no block named {sorted(unknown)}; the blocks are "
+                         f"{[n for n, _ in blocks]}")
+    return surgery.swapped(model, {name: PathGate(block, "branch" if name in kept else "shortcut")
+                                   for name, block in blocks})
 
 
-def input_gradient(model, x, labels, kept=None):
-    """dL/dy_0 (array, the input of the first block) of one forward/backward of (x, labels).
+def first_block_gradient(model, x, labels, kept=None):
+    """dL/dy_0 (array), the gradient at the input y_0 of the first block, of one forward/backward
+    of (x, labels).
 
     ``kept``: None for the whole network (every path), or the names of the blocks whose
     residual function the gradient goes through (one path). Batch norm runs in training mode;
-    the model's mode, BN running statistics and parameter gradients are restored afterwards.
+    the model's modes, BN running statistics and parameter gradients are restored afterwards
+    (``surgery.unchanged``).
     """
     first = model.stages()[0]  # its input is the first block's, gated or not
-    saved = model.state_dict()
-    was_training = model.training
-    grads = [(p, p.grad) for p in model.parameters()]
     context = gated(model, kept) if kept is not None else contextlib.nullcontext()
-    try:
-        model.train()
-        with context, flow.OutputGradients({}, reduce=None) as recorder:
-            hook = first.register_forward_hook(lambda m, inputs, out: recorder.watch("y0", inputs[0]))
-            try:
-                loss = F.softmax_cross_entropy(model(Tensor(x)), labels)
-            finally:
-                hook.remove()
-            loss.backward()
-    finally:
-        model.load_state_dict(saved)
-        model.train(was_training)
-        for p, g in grads:
-            p.grad = g
+    with (surgery.unchanged(model, training=True), context,
+          OutputGradients({}, reduce=None) as recorder):
+        hook = first.register_forward_hook(lambda m, inputs, out: recorder.watch("y0", inputs[0]))
+        try:
+            loss = F.softmax_cross_entropy(model(Tensor(x)), labels)
+        finally:
+            hook.remove()
+        loss.backward()
     return recorder.grads["y0"]
-
-
-def _norm(grad):
-    return float(backend.get_array_module(grad).linalg.norm(grad.ravel()))
 
 
 def path_counts(n):
@@ -127,45 +111,46 @@ def path_counts(n):
     return [math.comb(n, k) for k in range(n + 1)]
 
 
-def gradient_by_length(model, x, labels, *, draws=10, seed=0, ks=None, progress=None):
+def measure(model, x, labels, *, draws=10, seed=0, ks=None, progress=None):
     """Veit's Fig. 6 for one net: for each path length k, the norm of dL/dy_0 through ``draws``
     random paths of length k (each a random set of k blocks, without replacement).
 
     Returns {"n": blocks, "k": [...], "count": C(n, k), "per_path": mean norm, "per_path_draws":
     [[norms]], "total": count * per_path, "full": ||dL/dy_0|| of the whole net}. k = 0 and k = n
-    have a single path, measured once.
+    have a single path, measured once. ``progress``: a callable run after each backward.
     """
-    names = [n for n, _ in lesion.blocks(model)]
+    names = [n for n, _ in surgery.blocks(model)]
     n = len(names)
     ks = list(range(n + 1)) if ks is None else list(ks)
     rng = np.random.default_rng(seed)
     per_path_draws = []
     for k in ks:
         if not 0 <= k <= n:
-            raise ValueError(f"gradient_by_length: path lengths are 0..{n}, got {k}")
+            raise ValueError(f"measure: path lengths are 0..{n}, got {k}")
         norms = []
         for _ in range(1 if k in (0, n) else draws):
             kept = [names[i] for i in rng.choice(n, size=k, replace=False)]
-            norms.append(_norm(input_gradient(model, x, labels, kept)))
+            norms.append(l2_norm(first_block_gradient(model, x, labels, kept)))
             if progress:
                 progress()
         per_path_draws.append(norms)
     counts = [math.comb(n, k) for k in ks]
     per_path = [float(np.mean(v)) for v in per_path_draws]
-    return {"n": n, "k": ks, "count": counts, "per_path": per_path, "per_path_draws": per_path_draws,
-            "total": [c * g for c, g in zip(counts, per_path)],
-            "full": _norm(input_gradient(model, x, labels))}
+    return {"n": n, "k": ks, "count": counts, "per_path": per_path,
+            "per_path_draws": per_path_draws, "total": [c * g for c, g in zip(counts, per_path)],
+            "full": l2_norm(first_block_gradient(model, x, labels))}
 
 
 def effective_paths(result, share=0.9):
     """Where the gradient comes from: the peak k of the total by length, the narrowest range of
     lengths [lo, hi] holding ``share`` of the total, the fraction of all 2^n paths in
-    that range, and the gradient-weighted mean path length against the mean length n/2."""
+    that range, and the gradient-weighted mean path length against the mean length n/2.
+    ``result``: a :func:`measure` result with every length 0..n."""
     k, total, n = np.array(result["k"]), np.array(result["total"]), result["n"]
     if len(k) != n + 1:
         raise ValueError("effective_paths needs every path length 0..n measured")
     p = total / total.sum()
-    for width in range(n + 1):  # the narrowest window, and among those the one with the most gradient
+    for width in range(n + 1):  # the narrowest window, and among those the one with most gradient
         held, lo = max((p[lo:lo + width + 1].sum(), lo) for lo in range(n + 1 - width))
         if held >= share - 1e-12:
             break
@@ -175,11 +160,11 @@ def effective_paths(result, share=0.9):
             "gradient_mean_length": float((k * p).sum()), "path_mean_length": n / 2}
 
 
-# -- the experiment -------------------------------------------------------------------------------------
+# -- the experiment --------------------------------------------------------------------------------
 
 def plot_paths(results, path, title=None):
     """Veit's Fig. 6: (a) the distribution of path lengths, (b) the gradient norm per path by
-    length (log), (c) the total gradient norm by length. ``results``: {label: gradient_by_length}."""
+    length (log), (c) the total gradient norm by length. ``results``: {label: measure result}."""
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(13, 3.8), layout="constrained")
@@ -214,57 +199,65 @@ def plot_paths(results, path, title=None):
     return path
 
 
-def format_table(results, summaries):
-    lines = [f"{'':>12} {'blocks':>6} {'peak k':>6} {'90% of the gradient':>20} {'share of paths':>15} "
-             f"{'mean k (gradient)':>18} {'mean k (paths)':>15} {'|dL/dy0| whole net':>19}"]
+def table(results, summaries):
+    """The numbers the command prints: per measured net, where its gradient comes from."""
+    lines = [f"{'':>12} {'blocks':>6} {'peak k':>6} {'90% of the gradient':>20} "
+             f"{'share of paths':>15} {'mean k (gradient)':>18} {'mean k (paths)':>15} "
+             f"{'|dL/dy0| whole net':>19}"]
     for label, s in summaries.items():
-        lines.append(f"{label:>12} {s['n']:6d} {s['peak_k']:6d} {'k = %d..%d' % tuple(s['range']):>20} "
-                     f"{s['fraction_of_paths']:15.2%} {s['gradient_mean_length']:18.1f} {s['path_mean_length']:15.1f} "
+        lines.append(f"{label:>12} {s['n']:6d} {s['peak_k']:6d} "
+                     f"{'k = %d..%d' % tuple(s['range']):>20} {s['fraction_of_paths']:15.2%} "
+                     f"{s['gradient_mean_length']:18.1f} {s['path_mean_length']:15.1f} "
                      f"{results[label]['full']:19.3g}")
     return "\n".join(lines)
 
 
-def run(*, depth=56, from_dir=None, epochs=None, draws=10, batch_size=64, seed=0, device="cpu", out="runs/paths",
-        limit=None, progress=True):
-    """Measure ``gradient_by_length`` on ResNet-``depth`` at initialisation and after training (or
-    loaded from ``from_dir``); write paths.png and paths.json to ``out``; returns the report."""
-    from tqdm.auto import tqdm
-
+def run(out, *, depth=56, recipe=nets.RECIPES["digits"], from_dir=None, draws=10, batch_size=64,
+        seed=0, limit=None, train_set=None, test_set=None, device="cpu", progress=True,
+        log=print):
+    """``measure`` ResNet-``depth`` at initialisation and after training with ``recipe`` (or as
+    loaded from ``from_dir``) on the first ``batch_size`` training images; write paths.json and
+    paths.png to ``out`` and print the table; returns the report (what paths.json holds).
+    ``limit``: train on a random subset of that size. ``train_set``, ``test_set``: None for the
+    bundled digits."""
     start = time.perf_counter()
-    train_set, test_set = data.load_digits()
-    r = lesion.recipe(epochs)
+    output = Output(out)
+    if train_set is None:
+        train_set, test_set = data.load_digits()
     if limit is not None:
-        r["batch_size"] = min(r["batch_size"], limit)
+        recipe = recipe.replace(batch_size=min(recipe.batch_size, limit))
     # The probe: the first training images, unaugmented, as for the gradient-flow records.
-    probe = data.DataLoader(train_set, min(batch_size, len(train_set)))
-    x, labels = next(iter(probe))
+    x, labels = next(iter(data.DataLoader(train_set, min(batch_size, len(train_set)))))
     name = f"resnet{depth}"
-    backend.manual_seed(seed)  # the seed train_net starts from: "init" is the trained net before training
-    initial = degradation.build_net(name, train_set.num_classes, train_set.images.shape[1])
-    trained, info = lesion.get_net(name, train_set, test_set, from_dir=from_dir, save_dir=out, recipe=r, seed=seed,
-                                   device=device, limit=limit, progress=progress)
+    # The seed train_one starts from: "init" is the trained net before its training.
+    backend.manual_seed(seed)
+    initial = nets.build_net(name, train_set.num_classes, train_set.images.shape[1])
+    trained, info = nets.get_net(name, train_set, test_set, recipe, from_dir=from_dir,
+                                 save_dir=out, seed=seed, device=device, limit=limit,
+                                 progress=progress)
     initial.to(device)
     x = backend.to_device(x, device)
     results, summaries = {}, {}
     for label, model in (("init", initial), ("trained", trained)):
-        n = len(lesion.blocks(model))
-        bar = tqdm(total=2 + (n - 1) * draws, desc=f"paths {label}", unit="backward", disable=not progress,
-                   dynamic_ncols=True)
-        results[label] = gradient_by_length(model, x, labels, draws=draws, seed=seed, progress=bar.update)
+        n = len(surgery.blocks(model))
+        bar = progress_bar(2 + (n - 1) * draws, f"paths {label}", enabled=progress,
+                           unit="backward")
+        results[label] = measure(model, x, labels, draws=draws, seed=seed, progress=bar.update)
         bar.close()
         summaries[label] = effective_paths(results[label])
     seconds = time.perf_counter() - start
-    settings = {"data": "digits", "net": name, "blocks": results["init"]["n"], "batch_size": len(labels),
-                "draws": draws, "seed": seed, "device": device, "limit": limit, "from": from_dir,
-                "bn_mode": "train (batch statistics)", "input": "the input of the first block",
-                "recipe": r, "training": info, "seconds": round(seconds, 1)}
-    os.makedirs(out, exist_ok=True)
+    settings = {"data": train_set.name, "net": name, "blocks": results["init"]["n"],
+                "batch_size": len(labels), "draws": draws, "seed": seed, "device": device,
+                "limit": limit, "from": from_dir, "bn_mode": "train (batch statistics)",
+                "input": "the input of the first block", "recipe": recipe.as_dict(),
+                "training": info, "seconds": round(seconds, 1)}
     report = {"settings": settings, "results": results, "summary": summaries}
-    json_path = os.path.join(out, "paths.json")
-    with io.atomic_write(json_path, "w") as f:
-        json.dump(report, f, indent=1)
-    png_path = plot_paths(results, os.path.join(out, "paths.png"),
-                          title=f"Gradient by path length in ResNet-{depth} ({results['init']['n']} blocks), "
-                                f"{len(labels)} training digits, {draws} random paths per length")
-    report["paths"] = {"png": png_path, "json": json_path}
+    output.json("paths.json", report)
+    output.figure("paths.png", plot_paths, results,
+                  title=f"Gradient by path length in ResNet-{depth} ({results['init']['n']} "
+                        f"blocks), {len(labels)} training digits, {draws} random paths per length")
+    log("\n" + table(results, summaries) + "\n")
+    ckpt = info.get("checkpoint")
+    output.done(seconds, extra=f"and the trained net ({os.path.basename(ckpt)})" if ckpt else None,
+                log=log)
     return report

@@ -17,29 +17,30 @@ so the direction has the weights' scale filter by filter. Batch-norm parameters 
 zero direction (the paper's choice). L is the mean cross-entropy over a fixed subset of the
 training images, with batch norm in eval mode (the trained net's running statistics).
 
-What the pictures show is put in numbers (``measures``), the curvatures only near the minimum
-(loss within ``REGION`` = 1 of it: far out the loss explodes and its bends say nothing of the basin):
+What the pictures show is put in numbers (``summarise``), the curvatures only near the minimum
+(loss within ``REGION`` = 1 of it: far out the loss explodes and its bends say nothing of the
+basin):
     basin:      the share of grid points whose loss is within 0.1 of the grid's minimum;
     2-D:        at each interior grid point the 2x2 Hessian of f by central differences and its
-                principal curvatures lambda_min <= lambda_max; the share of points near the minimum
-                where lambda_min / |lambda_max| < -0.1 (a clearly negative curvature: a saddle or a
-                ridge, not a bowl), and the median of that ratio (Li's Fig. 7 maps |lambda_min /
-                lambda_max| of the full Hessian; this is the same idea in the plotted plane);
+                principal curvatures lambda_min <= lambda_max; the share of points near the
+                minimum where lambda_min / |lambda_max| < -0.1 (a clearly negative curvature: a
+                saddle or a ridge, not a bowl), and the median of that ratio (Li's Fig. 7 maps
+                |lambda_min / lambda_max| of the full Hessian; this is the same idea in the
+                plotted plane);
     1-D:        the share of slice points near the minimum where the curve bends down.
 
-``run`` trains (or loads) the plain net and ResNet of each depth and writes landscape.png
-(contours side by side on the same levels), landscape_1d.png and landscape.json.
+``run`` trains (or loads) the plain net and ResNet of each depth and writes landscape.json,
+landscape.png (contours side by side on the same levels) and landscape_1d.png.
 """
-import json
-import os
-import re
 import time
 
 import numpy as np
 
-from . import backend, data, io, lesion
-from . import functional as F
-from .autograd import Tensor, no_grad
+from .. import backend, data, io
+from .. import functional as F
+from ..autograd import Tensor, no_grad
+from . import nets, surgery
+from .output import Output, progress_bar
 
 BASIN = 0.1  # "within 0.1 of the minimum loss"
 REGION = 1.0  # curvatures are counted where the loss is within 1 of the minimum
@@ -70,48 +71,33 @@ def filter_normalized_direction(model, seed=0):
 
 
 class Landscape:
-    """L(theta* + sum_i t_i d_i) of ``model`` on the fixed batch (x, labels), batch norm in eval mode.
+    """L(theta* + sum_i t_i d_i) of ``model`` on the fixed batch (x, labels), batch norm in eval
+    mode.
 
-    ``directions``: a list of {parameter name: array}. ``loss(*t)`` sets the weights to the point
-    and returns the mean cross-entropy; the trained weights are put back by ``restore()`` (and on
-    leaving a ``with`` block).
+    ``directions``: a list of {parameter name: array}. ``loss(*t)`` moves the weights to the point,
+    returns the mean cross-entropy there, and puts the trained weights and the model's modes back
+    (``surgery.unchanged``): the model is never left moved.
     """
 
     def __init__(self, model, x, labels, directions):
         self.model, self.labels, self.directions = model, labels, directions
         self.x = Tensor(x)
         self.params = dict(model.named_parameters())
-        self.origin = {n: p.data.copy() for n, p in self.params.items()}
         xp = backend.get_array_module(self.x.data)
-        self.dirs = [{n: xp.asarray(d[n].astype(self.origin[n].dtype)) for n in self.params if d[n].any()}
-                     for d in directions]
+        self.dirs = [{n: xp.asarray(d[n].astype(p.data.dtype)) for n, p in self.params.items()
+                      if d[n].any()} for d in directions]
 
     def loss(self, *t):
         if len(t) != len(self.dirs):
             raise ValueError(f"Landscape.loss: {len(self.dirs)} coordinates expected, got {len(t)}")
-        for n, p in self.params.items():
-            w = self.origin[n]
-            for ti, d in zip(t, self.dirs):
-                if n in d:
-                    w = w + float(ti) * d[n]  # a Python float keeps float32 weights float32
-            p.data = w
-        was_training = self.model.training
-        self.model.eval()
-        try:
-            with no_grad():
-                return float(F.softmax_cross_entropy(self.model(self.x), self.labels).data)
-        finally:
-            self.model.train(was_training)
-
-    def restore(self):
-        for n, p in self.params.items():
-            p.data = self.origin[n]
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.restore()
+        with surgery.unchanged(self.model, training=False), no_grad():
+            for n, p in self.params.items():
+                w = p.data  # theta* (unchanged() puts this very array back)
+                for ti, d in zip(t, self.dirs):
+                    if n in d:
+                        w = w + float(ti) * d[n]  # a Python float keeps float32 weights float32
+                p.data = w
+            return float(F.softmax_cross_entropy(self.model(self.x), self.labels).data)
 
 
 def slice_1d(landscape, coords, progress=None):
@@ -135,7 +121,7 @@ def grid_2d(landscape, coords, progress=None):
     return out
 
 
-# -- what the pictures show, in numbers ---------------------------------------------------------------
+# -- what the pictures show, in numbers ------------------------------------------------------------
 
 def concave_share_1d(curve, tol=1e-3, region=None):
     """The share of interior points of a 1-D curve where it bends down: f[i-1] - 2 f[i] + f[i+1]
@@ -163,12 +149,12 @@ def principal_curvatures(grid, h):
     return mean - root, mean + root
 
 
-def measures(grid, coords, curves, tol=1e-3):
-    """The numbers of one net's landscape: {"min_loss", "max_loss", "loss_at_origin",
-    "basin_share" (grid points within BASIN of the minimum), and near the minimum (interior points
-    within REGION of it, "region_points" of them): "saddle_share" (lambda_min / |lambda_max| <
-    -RATIO), "median_curvature_ratio" (of lambda_min / |lambda_max|), "concave_share_1d" (mean
-    over the 1-D curves, each near its own minimum)}."""
+def summarise(grid, coords, curves, tol=1e-3):
+    """The numbers of one net's landscape (its report's "measures"): {"min_loss", "max_loss",
+    "loss_at_origin", "basin_share" (grid points within BASIN of the minimum), and near the
+    minimum (interior points within REGION of it, "region_points" of them): "saddle_share"
+    (lambda_min / |lambda_max| < -RATIO), "median_curvature_ratio" (of lambda_min / |lambda_max|),
+    "concave_share_1d" (mean over the 1-D curves, each near its own minimum)}."""
     grid = np.asarray(grid, dtype=np.float64)
     h = float(coords[1] - coords[0])
     lo, hi = principal_curvatures(grid, h)
@@ -181,10 +167,27 @@ def measures(grid, coords, curves, tol=1e-3):
             "region_points": int(near.sum()),
             "saddle_share": float((ratio < -RATIO).mean()) if near.any() else 0.0,
             "median_curvature_ratio": float(np.median(ratio)) if near.any() else float("nan"),
-            "concave_share_1d": float(np.mean([concave_share_1d(c, tol, REGION) for c in curves]))}
+            "concave_share_1d": float(np.mean([concave_share_1d(c, tol, REGION)
+                                               for c in curves]))}
 
 
-# -- the experiment -------------------------------------------------------------------------------------
+# -- the experiment --------------------------------------------------------------------------------
+
+def measure(model, x, labels, coords, coords_1d, *, slices=2, seed=0, progress=None):
+    """One net's landscape on the batch (x, labels): {"measures": ``summarise`` of the two below,
+    "grid": f(a, b) on coords x coords (array), "curves": ``slices`` 1-D slices f(a) on
+    ``coords_1d`` (arrays)}. The directions: seeds 1000 seed + 1 and + 2 for the grid, 1000 seed
+    + 10 + s for slice s, the same for every net, so that directions differ only through the
+    weights' norms. ``progress``: a callable run after each loss."""
+    d, e = (filter_normalized_direction(model, seed=1000 * seed + i) for i in (1, 2))
+    grid = grid_2d(Landscape(model, x, labels, [d, e]), coords, progress=progress)
+    curves = []
+    for s in range(slices):
+        direction = filter_normalized_direction(model, seed=1000 * seed + 10 + s)
+        curves.append(slice_1d(Landscape(model, x, labels, [direction]), coords_1d,
+                               progress=progress))
+    return {"measures": summarise(grid, coords, curves), "grid": grid, "curves": curves}
+
 
 def plot_contours(grids, coords, path, title=None):
     """Li et al.'s Fig. 5: one contour plot per net, side by side, all on the same levels."""
@@ -192,7 +195,8 @@ def plot_contours(grids, coords, path, title=None):
 
     names = list(grids)
     lo = min(g.min() for g in grids.values())
-    hi = min(max(g.max() for g in grids.values()), lo + 5.0)  # beyond lo + 5 the lines crowd out the basin
+    # beyond lo + 5 the lines crowd out the basin
+    hi = min(max(g.max() for g in grids.values()), lo + 5.0)
     levels = np.linspace(lo, hi, 26)
     cols = min(len(names), 4)
     rows = -(-len(names) // cols)
@@ -200,7 +204,8 @@ def plot_contours(grids, coords, path, title=None):
     axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
     cs = None
     for ax, name in zip(axes, names):
-        cs = ax.contour(coords, coords, np.asarray(grids[name]).T, levels=levels, cmap="viridis", linewidths=0.8)
+        cs = ax.contour(coords, coords, np.asarray(grids[name]).T, levels=levels, cmap="viridis",
+                        linewidths=0.8)
         ax.plot([0], [0], "r+", ms=8)
         ax.set_title(name)
         ax.set_aspect("equal")
@@ -209,7 +214,8 @@ def plot_contours(grids, coords, path, title=None):
         ax.set_visible(False)
     axes[0].set_ylabel("b (direction e)")
     if cs is not None:
-        fig.colorbar(cs, ax=list(axes[:len(names)]), label="training loss (same levels in every panel)")
+        fig.colorbar(cs, ax=list(axes[:len(names)]),
+                     label="training loss (same levels in every panel)")
     if title:
         fig.suptitle(title)
     io.save_figure(fig, path, dpi=90)
@@ -220,7 +226,7 @@ def plot_curves(curves, coords, path, title=None):
     """The 1-D slices f(a) = L(theta* + a d), every direction of every net, one panel per depth."""
     from matplotlib.figure import Figure
 
-    depths = sorted({int(re.search(r"\d+$", n).group()) for n in curves})
+    depths = sorted({nets.depth_of(n) for n in curves})
     fig = Figure(figsize=(4.5 * len(depths), 3.6), layout="constrained")
     axes = np.atleast_1d(fig.subplots(1, len(depths), squeeze=False)).ravel()
     for ax, depth in zip(axes, depths):
@@ -239,71 +245,72 @@ def plot_curves(curves, coords, path, title=None):
     return path
 
 
-def format_table(results):
-    lines = [f"{'net':>9} {'loss at 0':>9} {'min':>7} {'max':>10} {'basin':>6}   near the minimum: "
-             f"{'points':>6} {'saddle':>7} {'median ratio':>12} {'1-D bends down':>14}"]
+def table(results):
+    """The numbers the command prints: per net, its ``summarise`` numbers (``results``: {net
+    name: {"measures": ...}})."""
+    lines = [f"{'net':>9} {'loss at 0':>9} {'min':>7} {'max':>10} {'basin':>6}   near the "
+             f"minimum: {'points':>6} {'saddle':>7} {'median ratio':>12} {'1-D bends down':>14}"]
     for name, r in results.items():
         m = r["measures"]
-        lines.append(f"{name:>9} {m['loss_at_origin']:9.3f} {m['min_loss']:7.3f} {m['max_loss']:10.4g} "
-                     f"{m['basin_share']:6.1%}   {'':>18}{m['region_points']:6d} {m['saddle_share']:7.1%} "
+        lines.append(f"{name:>9} {m['loss_at_origin']:9.3f} {m['min_loss']:7.3f} "
+                     f"{m['max_loss']:10.4g} {m['basin_share']:6.1%}   {'':>18}"
+                     f"{m['region_points']:6d} {m['saddle_share']:7.1%} "
                      f"{m['median_curvature_ratio']:12.2f} {m['concave_share_1d']:14.1%}")
-    lines.append(f"basin: grid points with loss <= min + {BASIN}; near the minimum: interior points with loss <= "
-                 f"min + {REGION:g}; saddle: lambda_min / |lambda_max| < -{RATIO}; ratio: lambda_min / |lambda_max|")
+    lines.append(f"basin: grid points with loss <= min + {BASIN}; near the minimum: interior "
+                 f"points with loss <= min + {REGION:g}; saddle: lambda_min / |lambda_max| < "
+                 f"-{RATIO}; ratio: lambda_min / |lambda_max|")
     return "\n".join(lines)
 
 
-def run(*, depths=(20, 56), from_dir=None, epochs=None, points=21, points_1d=31, slices=2, span=1.0, images=128,
-        seed=0, device="cpu", out="runs/landscape", limit=None, progress=True):
-    """Train (or load) plain net and ResNet of each depth; on ``images`` training digits, a
-    ``points`` x ``points`` grid over [-span, span]^2 and ``slices`` 1-D curves of ``points_1d``
-    points; write landscape.png, landscape_1d.png and landscape.json; returns the report."""
-    from tqdm.auto import tqdm
-
+def run(out, *, depths=(20, 56), recipe=nets.RECIPES["digits"], from_dir=None, points=21,
+        points_1d=31, slices=2, span=1.0, images=128, seed=0, limit=None, train_set=None,
+        test_set=None, device="cpu", progress=True, log=print):
+    """Train with ``recipe`` (or load, ``from_dir``) the plain net and ResNet of each depth and
+    ``measure`` each on the first ``images`` training images: a ``points`` x ``points`` grid over
+    [-span, span]^2 and ``slices`` 1-D curves of ``points_1d`` points; write landscape.json,
+    landscape.png and landscape_1d.png to ``out`` and print the table; returns the report (what
+    landscape.json holds). ``limit``: train on random subsets of that size. ``train_set``,
+    ``test_set``: None for the bundled digits."""
     start = time.perf_counter()
-    train_set, test_set = data.load_digits()
-    r = lesion.recipe(epochs)
+    output = Output(out)
+    if train_set is None:
+        train_set, test_set = data.load_digits()
     if limit is not None:
-        r["batch_size"] = min(r["batch_size"], limit)
+        recipe = recipe.replace(batch_size=min(recipe.batch_size, limit))
     # The fixed training subset: the first ``images`` training digits, unaugmented.
     x, labels = next(iter(data.DataLoader(train_set, min(images, len(train_set)))))
     x = backend.to_device(x, device)
     coords = np.linspace(-span, span, points)
     coords_1d = np.linspace(-span, span, points_1d)
     results, grids, curves = {}, {}, {}
-    for depth in depths:
-        for kind in ("plain", "resnet"):
-            name = f"{kind}{depth}"
-            model, info = lesion.get_net(name, train_set, test_set, from_dir=from_dir, save_dir=out, recipe=r,
-                                         seed=seed, device=device, limit=limit, progress=progress)
-            bar = tqdm(total=points ** 2 + slices * points_1d, desc=f"landscape {name}", unit="loss",
-                       disable=not progress, dynamic_ncols=True)
-            # The same direction seeds for every net: directions differ only through the weights' norms.
-            d, e = (filter_normalized_direction(model, seed=1000 * seed + i) for i in (1, 2))
-            with Landscape(model, x, labels, [d, e]) as land:
-                grids[name] = grid_2d(land, coords, progress=bar.update)
-            curves[name] = []
-            for s in range(slices):
-                with Landscape(model, x, labels, [filter_normalized_direction(model, seed=1000 * seed + 10 + s)]) as land:
-                    curves[name].append(slice_1d(land, coords_1d, progress=bar.update))
-            bar.close()
-            results[name] = {"training": info, "measures": measures(grids[name], coords, curves[name]),
-                             "grid": grids[name].tolist(), "curves": [c.tolist() for c in curves[name]]}
+    for name in [f"{kind}{d}" for d in depths for kind in ("plain", "resnet")]:
+        model, info = nets.get_net(name, train_set, test_set, recipe, from_dir=from_dir,
+                                   save_dir=out, seed=seed, device=device, limit=limit,
+                                   progress=progress)
+        bar = progress_bar(points ** 2 + slices * points_1d, f"landscape {name}",
+                           enabled=progress, unit="loss")
+        m = measure(model, x, labels, coords, coords_1d, slices=slices, seed=seed,
+                    progress=bar.update)
+        bar.close()
+        grids[name], curves[name] = m["grid"], m["curves"]
+        results[name] = {"training": info, "measures": m["measures"], "grid": m["grid"].tolist(),
+                         "curves": [c.tolist() for c in m["curves"]]}
     seconds = time.perf_counter() - start
-    settings = {"data": "digits", "images": len(labels), "depths": list(depths), "points": points,
-                "points_1d": points_1d, "slices": slices, "span": span, "coords": coords.tolist(),
-                "coords_1d": coords_1d.tolist(), "bn_mode": "eval (running statistics)",
+    settings = {"data": train_set.name, "images": len(labels), "depths": list(depths),
+                "points": points, "points_1d": points_1d, "slices": slices, "span": span,
+                "coords": coords.tolist(), "coords_1d": coords_1d.tolist(),
+                "bn_mode": "eval (running statistics)",
                 "directions": "Gaussian, filter-normalised; batch-norm parameters and biases zero",
-                "basin": BASIN, "seed": seed, "device": device, "limit": limit, "from": from_dir, "recipe": r,
-                "seconds": round(seconds, 1)}
-    os.makedirs(out, exist_ok=True)
+                "basin": BASIN, "seed": seed, "device": device, "limit": limit, "from": from_dir,
+                "recipe": recipe.as_dict(), "seconds": round(seconds, 1)}
     report = {"settings": settings, "nets": results}
-    json_path = os.path.join(out, "landscape.json")
-    with io.atomic_write(json_path, "w") as f:
-        json.dump(report, f, indent=1)
-    png_path = plot_contours(grids, coords, os.path.join(out, "landscape.png"),
-                             title=f"Training loss around the trained weights, filter-normalised directions "
-                                   f"({len(labels)} training digits)")
-    png_1d = plot_curves(curves, coords_1d, os.path.join(out, "landscape_1d.png"),
-                         title="1-D slices L(theta* + a d), filter-normalised random directions")
-    report["paths"] = {"png": png_path, "png_1d": png_1d, "json": json_path}
+    output.json("landscape.json", report)
+    output.figure("landscape.png", plot_contours, grids, coords,
+                  title="Training loss around the trained weights, filter-normalised directions "
+                        f"({len(labels)} training digits)")
+    output.figure("landscape_1d.png", plot_curves, curves, coords_1d,
+                  title="1-D slices L(theta* + a d), filter-normalised random directions")
+    log("\n" + table(results) + "\n")
+    output.done(seconds, extra=None if from_dir else "and the trained nets (<net>-seed<S>.npz)",
+                log=log)
     return report
