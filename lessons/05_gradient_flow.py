@@ -22,7 +22,8 @@
 # **By the end you will be able to**
 #
 # 1. measure ||dL/dx_l|| (block outputs) and ||dL/dW_l|| (conv weights) at every layer with
-#    `minires.flow`, which uses the engine's hooks and changes nothing inside the models;
+#    `minires.experiments.probes`, which uses the engine's hooks and changes nothing inside the
+#    models;
 # 2. read the log-scale profile: a plain net's gradient changes by a *constant factor per layer*,
 #    so its first-to-last ratio grows exponentially with depth, while a ResNet's grows slowly;
 # 3. say what BN and He initialisation each contribute, and why a plain net without BN and with
@@ -44,7 +45,8 @@ import sys
 import numpy as np
 from matplotlib import ticker
 
-from minires import flow, nn
+from minires import nn
+from minires.experiments import flow, probes
 from lesson_setup import QUICK, OUT, plt, show  # quick mode and figures, see lesson_setup.py
 
 
@@ -80,7 +82,7 @@ print(f"depths {DEPTHS}; one batch of {BATCH} random {IMAGE} images with random 
 #
 # ## 2. How minires measures it
 #
-# `flow.record_gradients(model, x, labels)` does one forward and one backward pass. A forward hook
+# `probes.record_gradients(model, x, labels)` does one forward and one backward pass. A forward hook
 # on every block tags the block's output tensor with a backward hook, which the engine calls with
 # dL/d(output). After the backward it also reads every conv weight's gradient. It returns L2 norms
 # in forward order and restores whatever it touched (BN running statistics, gradients, modes).
@@ -90,7 +92,7 @@ print(f"depths {DEPTHS}; one batch of {BATCH} random {IMAGE} images with random 
 
 # %%
 model = flow.build_model(DEPTHS[0], residual=True)
-record = flow.record_gradients(model, x, y)
+record = probes.record_gradients(model, x, y)
 print(f"loss {record['loss']:.3f}")
 print("||dL/dx|| at the input and after each block:")
 for name, norm in record["activations"].items():
@@ -108,12 +110,13 @@ print(f"{len(record['weights'])} conv weights, first {list(record['weights'])[:3
 
 # %%
 def measure(depths, batch_norm=True, init="he"):
-    """Plain and residual nets of each depth at initialisation, on the batch (x, y): a list of runs."""
+    """Plain and residual nets of each depth at initialisation, on the batch (x, y): a list of
+    runs."""
     runs = []
     for depth in depths:
         for residual in (False, True):
             net = flow.build_model(depth, residual, batch_norm=batch_norm, init=init, seed=0)
-            rec = flow.record_gradients(net, x, y)
+            rec = probes.record_gradients(net, x, y)
             runs.append({"name": f"{'resnet' if residual else 'plain'}{depth}", "depth": depth,
                          "residual": residual, **rec,
                          "weight_ratio": flow.first_last_ratio(rec["weights"]),
@@ -122,7 +125,7 @@ def measure(depths, batch_norm=True, init="he"):
 
 
 runs = measure(DEPTHS)
-print(flow.format_table(runs))
+print(flow.table(runs))
 show_png(flow.plot_flow(runs, os.path.join(OUT, "05_flow.png"),
                         title="Gradient norms at initialisation: BN (train mode), He init"))
 
@@ -174,7 +177,7 @@ show(fig, "05_ratio_vs_depth.png")
 #
 # Two things keep a plain net's gradient alive, and the paper mentions both in sec. 1:
 # "normalized initialization ... and intermediate normalization layers". We switch each off.
-# `batch_norm=False` replaces every BN by the identity (`flow.strip_batch_norm`), and
+# `batch_norm=False` replaces every BN by the identity (`surgery.strip_batch_norm`), and
 # `init="xavier"` redraws the convs from Glorot's N(0, 2 / (fan_in + fan_out)) instead of He's
 # N(0, 2 / fan_out) (`flow.init_conv_weights`). With C_in = C_out, Xavier's variance is half of
 # He's. He et al. (2015, "Delving deep into rectifiers") doubled it to make up for the ReLU, which
@@ -258,7 +261,7 @@ show(fig, "05_bn_and_init.png")
 # * Residual: the product (I + J) contains the identity, so the ratio grows slowly with depth.
 # * With BN, plain nets' gradients do not vanish at initialisation; at depth they grow towards the
 #   input. Without BN, He init keeps them level and Xavier init makes them vanish.
-# * `flow.record_gradients`, `flow.measure`, `flow.plot_flow`, and `python -m minires flow
+# * `probes.record_gradients`, `flow.measure`, `flow.plot_flow`, and `python -m minires flow
 #   [--no-bn] [--init xavier]` reproduce all of this.
 #
 # ## Exercises
@@ -273,9 +276,9 @@ show(fig, "05_bn_and_init.png")
 # %%
 def check_exercise_1(predicted_factor):
     net = flow.build_model(DEPTHS[0], residual=True)
-    before = flow.record_gradients(net, x, y)["weights"]["layer1.0.conv1.weight"]
+    before = probes.record_gradients(net, x, y)["weights"]["layer1.0.conv1.weight"]
     net.layer1[0].conv1.weight.data *= 2
-    after = flow.record_gradients(net, x, y)["weights"]["layer1.0.conv1.weight"]
+    after = probes.record_gradients(net, x, y)["weights"]["layer1.0.conv1.weight"]
     measured = after / before
     assert np.isclose(predicted_factor, measured, rtol=1e-3), \
         f"not quite: you predicted {predicted_factor}, the net says {measured:.4f}"
@@ -300,11 +303,13 @@ def check_exercise_2(predicted_ratio):
     input_grad = {}
     for init in ("he", "xavier"):
         net = flow.build_model(depth, residual=False, batch_norm=False, init=init)
-        input_grad[init] = flow.record_gradients(net, x, y)["activations"]["input"]
+        input_grad[init] = probes.record_gradients(net, x, y)["activations"]["input"]
     measured = input_grad["xavier"] / input_grad["he"]
     predicted = predicted_ratio(net)
-    assert np.isclose(predicted, measured, rtol=0.02), f"predicted {predicted:.4g}, measured {measured:.4g}"
-    print(f"exercise 2: correct (predicted {predicted:.4g}, measured {measured:.4g} at depth {depth})")
+    assert np.isclose(predicted, measured, rtol=0.02), \
+        f"predicted {predicted:.4g}, measured {measured:.4g}"
+    print(f"exercise 2: correct (predicted {predicted:.4g}, measured {measured:.4g} "
+          f"at depth {depth})")
 
 
 def predicted_ratio(net):

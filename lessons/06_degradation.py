@@ -23,10 +23,11 @@
 # 1. state the degradation problem, and the construction argument (sec. 1) that says it should
 #    not happen;
 # 2. say how the residual form y = F(x, {W_i}) + x (Eq. 1) makes that construction easy to reach;
-# 3. train plain-20/56 and ResNet-20/56 over several seeds with `minires.degradation.train_one`,
-#    check Figure 6's two claims in every seed with `check_claims`, and plot the median curves with
-#    their spread with `plot_degradation`;
-# 4. measure the layer responses of Figure 7 with `minires.responses`;
+# 3. train plain-20/56 and ResNet-20/56 over several seeds with
+#    `minires.experiments.nets.train_one`, check Figure 6's two claims in every seed with
+#    `degradation.check_claims`, and plot the median curves with their spread with
+#    `degradation.plot_degradation`;
+# 4. measure the layer responses of Figure 7 with `minires.experiments.responses`;
 # 5. judge what a small run on the bundled digits shows, and what it cannot, and run the full
 #    version on CIFAR-10.
 #
@@ -46,7 +47,8 @@ import time
 import numpy as np
 
 import minires as mr
-from minires import data, degradation, flow, models, nn, responses, train
+from minires import data, models, nn, train
+from minires.experiments import degradation, flow, nets, responses
 from lesson_setup import QUICK, OUT, plt, show  # quick mode and figures, see lesson_setup.py
 
 
@@ -101,13 +103,13 @@ show(fig, "06_digits.png")
 # ResNet-110 the paper adds a *warm-up*: lr 0.01 until the training error is below 80%, then back
 # to 0.1, because 0.1 "is slightly too large to start converging".
 #
-# `degradation.RECIPES["digits"]` scales this recipe to the digits and gives it to every net, the
-# warm-up included: giving the warm-up to the ResNets only would favour them. Shifts of at most
-# one pixel replace the crops, with no flips (a mirrored 7 is not a digit). `degradation.train_one`
-# builds a net, seeds it, trains it with `train.fit` one epoch at a time, records the gradient
-# norms of lesson 5 after each epoch on one fixed training batch (`flow.EpochRecorder`), and
-# returns the history, those records and the trained model. The nets of one seed see the same
-# batch order and the same augmentation.
+# `nets.RECIPES["digits"]` (a `nets.Recipe`) scales this recipe to the digits and gives it to
+# every net, the warm-up included: giving the warm-up to the ResNets only would favour them.
+# Shifts of at most one pixel replace the crops, with no flips (a mirrored 7 is not a digit).
+# `nets.train_one` builds a net, seeds it, trains it with `train.fit`, records the gradient norms
+# of lesson 5 after each epoch on one fixed training batch (`probes.EpochRecorder`, called by
+# fit's `on_epoch`), and returns the history, those records and the trained model. The nets of
+# one seed see the same batch order and the same augmentation.
 #
 # One run per net is not enough. With 359 test images, one point of error is about 4 images, and
 # a deep net trained for a few hundred steps can land far from where another seed puts it (a small
@@ -115,37 +117,35 @@ show(fig, "06_digits.png")
 # trained with several seeds, and the experiment reports the median and the range.
 
 # %%
-R = degradation.RECIPES["digits"]
+R = nets.RECIPES["digits"]
 DEPTHS = (8, 14) if QUICK else degradation.DEPTHS
 SEEDS = (0, 1) if QUICK else tuple(range(degradation.SEEDS))
-EPOCHS = 1 if QUICK else R["epochs"]
 LIMIT = 64 if QUICK else None            # quick mode: a tiny random subset of each split
-BATCH = min(R["batch_size"], LIMIT or R["batch_size"])
-MILESTONES = train.default_milestones(EPOCHS)
-NAMES = degradation.net_names(DEPTHS)
-print(f"{', '.join(NAMES)}, seeds {SEEDS}: {EPOCHS} epochs of batch {BATCH}, warm-up at lr {R['warmup']} "
-      f"until the training error is below 80%, then lr {R['lr']} (/10 at epochs {MILESTONES}), "
-      f"momentum {R['momentum']}, weight decay {R['weight_decay']}")
+if QUICK:                                # one epoch; the milestones follow the epochs
+    R = R.replace(epochs=1, batch_size=min(R.batch_size, LIMIT))
+MILESTONES = list(R.milestones)
+NAMES = nets.net_names(DEPTHS)
+print(f"{', '.join(NAMES)}, seeds {SEEDS}: {R.epochs} epochs of batch {R.batch_size}, warm-up at "
+      f"lr {R.warmup} until the training error is below 80%, then lr {R.lr} (/10 at epochs "
+      f"{MILESTONES}), momentum {R.momentum}, weight decay {R.weight_decay}")
 
 histories = {name: {} for name in NAMES}   # {net: {seed: history}}
-records, nets = {}, {}                     # gradient records and trained nets of the first seed
+records, trained_nets = {}, {}             # gradient records and trained nets of the first seed
 start = time.perf_counter()
 for seed in SEEDS:
     for name in NAMES:
-        trained = degradation.train_one(
-            name, train_set, test_set, epochs=EPOCHS, batch_size=BATCH, lr=R["lr"], milestones=MILESTONES,
-            warmup=R["warmup"], momentum=R["momentum"], weight_decay=R["weight_decay"], seed=seed, limit=LIMIT,
-            progress=not QUICK)
+        trained = nets.train_one(name, train_set, test_set, R, seed=seed, limit=LIMIT,
+                                 progress=not QUICK)
         histories[name][str(seed)] = trained.history
         if seed == SEEDS[0]:
-            records[name], nets[name] = trained.flow, trained.model
+            records[name], trained_nets[name] = trained.flow, trained.model
 print(f"trained {len(NAMES) * len(SEEDS)} nets in {time.perf_counter() - start:.0f} s")
 
 # %%
-final = {name: {seed: {k: h[-1][k] for k in ("train_error", "test_error")} for seed, h in runs.items()}
-         for name, runs in histories.items()}
-print(degradation.results_table({"nets": NAMES, "seeds": list(SEEDS), "final": final}))
-show_png(degradation.plot_degradation(histories, os.path.join(OUT, "06_degradation.png"), MILESTONES,
+final = degradation.measure(histories, DEPTHS, SEEDS)["final"]
+print(degradation.table({"nets": NAMES, "seeds": list(SEEDS), "final": final}))
+show_png(degradation.plot_degradation(histories, os.path.join(OUT, "06_degradation.png"),
+                                      MILESTONES,
                                       title="Plain (left) and residual (right) nets on the digits: "
                                             "median over seeds, band = min to max"))
 
@@ -163,7 +163,8 @@ show_png(degradation.plot_degradation(histories, os.path.join(OUT, "06_degradati
 
 # %%
 for claim in degradation.check_claims(final, DEPTHS, SEEDS).values():
-    print(f"{'holds' if claim['holds'] else 'FAILS'}: {claim['claim']}\n       {claim['detail']}")
+    print(f"{'holds' if claim['holds'] else 'FAILS'}: {claim['claim']}\n"
+          f"       {claim['detail']}")
 if QUICK:
     print("(quick mode: one epoch on 64 images, so these differences are noise)")
 
@@ -199,7 +200,7 @@ if QUICK:
 #
 # ## 5. The gradients during training
 #
-# `train_one` also recorded the per-layer weight-gradient norms of lesson 5 after every epoch,
+# `nets.train_one` also recorded the per-layer weight-gradient norms of lesson 5 after every epoch,
 # on one fixed batch of training images (here for the first seed). The epoch-0 profile, taken
 # before any training, is lesson 5's picture on real images. Watch how the first-to-last ratios
 # change once SGD starts moving the weights.
@@ -209,8 +210,9 @@ print(f"{'net':>9} {'|dW first|/|dW last| at epoch 0':>32} {'after the last epoc
 for name, recs in records.items():
     print(f"{name:>9} {flow.first_last_ratio(recs[0]['weights']):32.3g} "
           f"{flow.first_last_ratio(recs[-1]['weights']):22.3g}")
-show_png(flow.plot_flow_over_training(records, os.path.join(OUT, "06_flow_over_training.png"),
-                                      title="Conv weight-gradient norms on one training batch, per epoch"))
+show_png(degradation.plot_flow_over_training(
+    records, os.path.join(OUT, "06_flow_over_training.png"),
+    title="Conv weight-gradient norms on one training batch, per epoch"))
 
 # %% [markdown]
 # At initialisation a plain net's first conv gets far larger gradients than its last, as in
@@ -230,12 +232,14 @@ show_png(flow.plot_flow_over_training(records, os.path.join(OUT, "06_flow_over_t
 
 # %%
 test_loader = data.DataLoader(test_set if LIMIT is None else test_set.subset(np.arange(LIMIT)), 256)
-stds = {name: list(responses.layer_responses(model, test_loader).values()) for name, model in nets.items()}
+stds = {name: list(responses.layer_responses(model, test_loader).values())
+        for name, model in trained_nets.items()}
 print(f"{'net':>9} {'layers':>7} {'mean std':>9} {'median':>8}")
 for name, s in stds.items():
     print(f"{name:>9} {len(s):7d} {np.mean(s):9.3f} {np.median(s):8.3f}")
 show_png(responses.plot_responses(stds, os.path.join(OUT, "06_responses.png"),
-                                  title="Std of the 3x3 layers' responses (after BN, before addition and ReLU)"))
+                                  title="Std of the 3x3 layers' responses (after BN, before "
+                                        "addition and ReLU)"))
 
 # %% [markdown]
 # On trained nets, compare the two panels with Figure 7: are the ResNets' lines below their plain
@@ -270,8 +274,8 @@ show_png(responses.plot_responses(stds, os.path.join(OUT, "06_responses.png"),
 # * Degradation: a deeper plain net reaches a *higher training error*, although a solution as good
 #   as the shallower net's exists by construction. It is an optimisation failure, not overfitting.
 # * The residual form makes that solution trivial to reach: F = 0 makes a block the identity.
-# * `degradation.train_one`, `check_claims` and `plot_degradation` give Figure 6 in miniature,
-#   over several seeds; `responses.layer_responses` gives Figure 7.
+# * `nets.train_one`, `degradation.check_claims` and `degradation.plot_degradation` give Figure 6
+#   in miniature, over several seeds; `responses.layer_responses` gives Figure 7.
 #
 # ## Exercises
 #
@@ -300,7 +304,8 @@ def check_exercise_1(embed):
     deep.eval()
     with mr.no_grad():
         a, b = shallow(x).data, deep(x).data
-    assert np.allclose(a, b, rtol=1e-6, atol=1e-6), f"outputs differ by up to {np.abs(a - b).max():.3g}"
+    assert np.allclose(a, b, rtol=1e-6, atol=1e-6), \
+        f"outputs differ by up to {np.abs(a - b).max():.3g}"
     print(f"exercise 1: correct, the 56-layer net computes the 20-layer net's function "
           f"(largest difference {np.abs(a - b).max():.1g})")
 
@@ -321,8 +326,10 @@ def embed(shallow, deep):
 # %%
 def check_exercise_2(paper_schedule):
     epochs, milestones = paper_schedule(50_000, 128)
-    assert epochs == degradation.EPOCHS["cifar10"] == train.DEFAULTS["cifar10"][0], f"epochs: {epochs}"
-    assert list(milestones) == [round(epochs * 0.5), round(epochs * 0.75)], f"milestones: {milestones}"
+    assert epochs == nets.RECIPES["cifar10"].epochs == train.DEFAULTS["cifar10"][0], \
+        f"epochs: {epochs}"
+    assert list(milestones) == [round(epochs * 0.5), round(epochs * 0.75)], \
+        f"milestones: {milestones}"
     print(f"exercise 2: correct, {epochs} epochs with drops at {list(milestones)}")
 
 

@@ -76,7 +76,7 @@ def impl(request):
 
 @pytest.fixture(scope="session")
 def small_net():
-    """small_net(name) -> ``degradation.TrainedNet`` of ``name`` ("plain8", ..., "resnet56"), the
+    """small_net(name) -> ``nets.TrainedNet`` of ``name`` ("plain8", ..., "resnet56"), the
     instance of ``small_nets.py``. The tests that use one must leave the model as they found it."""
     return functools.cache(small_nets.train_net)
 

@@ -3,10 +3,10 @@ trained, not only on nets built by hand, so that a change in the ops or the reci
 claim fails a test.
 
 The instance: plain-8/20/56 and ResNet-8/20/56 (option A shortcuts) trained on the bundled digits
-with the degradation recipe (``degradation.RECIPES["digits"]``: SGD, momentum 0.9, weight decay
-1e-4, batch 32, lr 0.025 after the warm-up at 0.0025, one-pixel shifts) for 3 epochs instead of
-30, lr / 10 after epoch 2 (``train.default_milestones(3)``), seed ``SEED``. The full protocol is not
-run in the tests.
+with the degradation recipe (``nets.RECIPES["digits"]``: SGD, momentum 0.9, weight decay 1e-4,
+batch 32, lr 0.025 after the warm-up at 0.0025, one-pixel shifts) for 3 epochs instead of 30,
+lr / 10 after epoch 2 (``train.default_milestones(3)``, which ``Recipe.replace(epochs=3)`` picks),
+seed ``SEED``. The full protocol is not run in the tests.
 
 The ``small_net`` fixture (conftest.py) trains each net on first use and keeps it for the whole
 test session, so the degradation, responses, lesion and landscape tests share one training of
@@ -20,20 +20,19 @@ plain-56 are degraded (plain-20 ends with 48-75% training error, plain-56 with 7
 ResNet-20 ends with 10-15% and ResNet-56 with 15-40%: the nets are far from converged, and the
 claims tested are those that already hold here in every seed.
 """
-from minires import data, degradation, train
+from minires import data
+from minires.experiments import nets
 
 DEPTHS = (8, 20, 56)
 EPOCHS = 3
 SEED = 0
+RECIPE = nets.RECIPES["digits"].replace(epochs=EPOCHS)
 
 
 def train_net(name):
-    """``degradation.TrainedNet(history, flow, model)`` of ``name`` ("plain8", "resnet56", ...)."""
-    r = degradation.RECIPES["digits"]
+    """``nets.TrainedNet(history, flow, model)`` of ``name`` ("plain8", "resnet56", ...)."""
     train_set, test_set = data.load_digits()
-    return degradation.train_one(name, train_set, test_set, epochs=EPOCHS, batch_size=r["batch_size"], lr=r["lr"],
-                                 warmup=r["warmup"], momentum=r["momentum"], weight_decay=r["weight_decay"],
-                                 milestones=train.default_milestones(EPOCHS), seed=SEED, progress=False)
+    return nets.train_one(name, train_set, test_set, RECIPE, seed=SEED, progress=False)
 
 
 def digits_test_loader():

@@ -1,26 +1,29 @@
 """Gradient flow: the residual path keeps gradients alive where plain nets' explode or vanish.
 
 The three claims of issue 6, measured on minires's own CIFAR nets (models.cifar_resnet with
-option-A shortcuts, or shortcut=None for the plain twin) through ``minires.flow``. Each test's
-docstring gives its settings, so ``flow.measure`` / ``python -m minires flow`` re-runs it.
+option-A shortcuts, or shortcut=None for the plain twin) through ``minires.experiments.flow``
+and the hooks of ``experiments.probes``. Each test's docstring gives its settings, so
+``flow.measure`` / ``python -m minires flow`` re-runs it.
 """
 import json
 
 import numpy as np
 import pytest
 
-from minires import Tensor, flow, models, nn
+from minires import Tensor, models, nn
 from minires import functional as F
+from minires.experiments import flow, probes, surgery
 
 
 def _geomean(values):
     return float(np.exp(np.mean(np.log(values))))
 
 
-# -- claim 1: the identity shortcut passes the gradient through unchanged ---------------------------
+# -- claim 1: the identity shortcut passes the gradient through unchanged -------------------------
 
 def _zero_branch_stack(shortcut, blocks=3, planes=8, seed=0):
-    stack = nn.Sequential(*[models.BasicBlock(planes, planes, 1, shortcut=shortcut) for _ in range(blocks)])
+    stack = nn.Sequential(*[models.BasicBlock(planes, planes, 1, shortcut=shortcut)
+                            for _ in range(blocks)])
     stack.to(dtype=np.float64)
     for b in stack:
         nn.init.zeros_(b.last_bn().weight)
@@ -33,7 +36,7 @@ def _input_and_output_grads(stack, seed=0):
     # sees x + 0 > 0 and passes its gradient (at exactly 0 it would pass none, by convention).
     x = np.abs(rng.standard_normal((4, 8, 6, 6))) + 0.5
     upstream = rng.standard_normal(x.shape)
-    with flow.OutputGradients({"output": stack}, reduce=None) as grads:
+    with probes.OutputGradients({"output": stack}, reduce=None) as grads:
         inp = Tensor(x, requires_grad=True)
         grads.watch("input", inp)
         stack(inp).backward(upstream)
@@ -73,7 +76,8 @@ def test_batch_norm_he_plain_ratio_grows_exponentially_residual_polynomially():
     for depth in (20, 110):
         runs = [flow.measure([depth], seed=s, batch_size=16) for s in (0, 1, 2)]
         for residual in (False, True):
-            ratios[depth, residual] = _geomean([r["weight_ratio"] for rs in runs for r in rs if r["residual"] == residual])
+            ratios[depth, residual] = _geomean([r["weight_ratio"] for rs in runs for r in rs
+                                                if r["residual"] == residual])
     plain_growth = ratios[110, False] / ratios[20, False]
     residual_growth = ratios[110, True] / ratios[20, True]
     assert plain_growth > 100, ratios
@@ -84,7 +88,7 @@ def test_batch_norm_he_plain_ratio_grows_exponentially_residual_polynomially():
 
 def test_no_batch_norm_xavier_plain_gradients_vanish_residual_do_not():
     """Settings: CIFAR plain-d / ResNet-d for d = 20 and 110 with every BatchNorm2d replaced by
-    Identity (flow.strip_batch_norm), Xavier init N(0, 2/(fan_in + fan_out)) on every conv, one
+    Identity (surgery.strip_batch_norm), Xavier init N(0, 2/(fan_in + fan_out)) on every conv, one
     batch of 16 random N(0,1) 3x32x32 images with random labels, seeds 0 and 1, float32.
     Measured: ||dL/dW|| of the first conv and ||dL/dx|| of the input image, the layers farthest from
     the loss. Claim: from depth 20 to 110 the plain net's fall by many (here: more than six) orders
@@ -113,7 +117,7 @@ def test_record_gradients_matches_a_plain_backward():
     """The hook-based record equals norms of gradients from an ordinary backward without hooks."""
     model = _tiny_model()
     x, y = flow.random_batch(4, seed=3)
-    rec = flow.record_gradients(model, x, y)
+    rec = probes.record_gradients(model, x, y)
 
     inp = Tensor(x, requires_grad=True)
     loss = F.softmax_cross_entropy(model(inp), y)
@@ -133,7 +137,7 @@ def test_record_gradients_leaves_the_model_unchanged():
     before = model.state_dict()
     for p in model.parameters():
         p.grad = np.full(p.shape, 7.0, dtype=p.dtype)
-    flow.record_gradients(model, *flow.random_batch(4))
+    probes.record_gradients(model, *flow.random_batch(4))
     assert not any(m.training for m in model.modules())
     for k, v in model.state_dict().items():
         np.testing.assert_array_equal(v, before[k], err_msg=k)
@@ -144,7 +148,7 @@ def test_strip_batch_norm_replaces_every_bn_in_place():
     model = models.resnet18(num_classes=10)  # option B: BNs inside Sequential downsample paths too
     n_bn = sum(isinstance(m, nn.BatchNorm2d) for m in model.modules())
     names = [n for n, _ in model.named_modules()]
-    flow.strip_batch_norm(model)
+    surgery.strip_batch_norm(model)
     assert not any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
     assert sum(isinstance(m, nn.Identity) for m in model.modules()) == n_bn
     assert [n for n, _ in model.named_modules()] == names  # same names, same order
@@ -163,11 +167,12 @@ def test_bad_arguments_fail_early_and_name_the_argument():
 def test_epoch_recorder_keeps_one_record_per_call():
     model = _tiny_model(residual=False)
     x, y = flow.random_batch(4, seed=1)
-    recorder = flow.EpochRecorder(model, x, y)
+    recorder = probes.EpochRecorder(model, x, y)
     recorder(1)
-    recorder(2, {"train_loss": 1.0})
+    recorder(2)
     assert [r["epoch"] for r in recorder.records] == [1, 2]
-    assert recorder.records[0]["weights"] == recorder.records[1]["weights"]  # same model, same batch
+    # same model, same batch
+    assert recorder.records[0]["weights"] == recorder.records[1]["weights"]
 
 
 def test_flow_command_writes_json_png_and_table(tmp_path, capsys):
@@ -182,3 +187,13 @@ def test_flow_command_writes_json_png_and_table(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:  # a usage error: exit code 2, one line naming the option
         main(["flow", "--depths", "21", "--out", str(tmp_path)])
     assert e.value.code == 2 and "--depths" in capsys.readouterr().err
+
+
+def test_run_returns_the_report_it_wrote(tmp_path):
+    """run(out, ...) writes flow.json and returns exactly that report, and logs its table."""
+    lines = []
+    report = flow.run(str(tmp_path), depths=[8], batch_size=4, log=lines.append)
+    assert report == json.loads((tmp_path / "flow.json").read_text())
+    assert [r["name"] for r in report["runs"]] == ["plain8", "resnet8"]
+    assert flow.table(report["runs"]) in lines
+    assert str(tmp_path / "flow.png") in lines[-1]
