@@ -2,8 +2,8 @@
 
 Each command module has ``HELP`` (its line in ``--help``), ``add_arguments(parser)`` and
 ``main(args) -> exit code``; the options several commands share are in ``options``. The
-experiments themselves live in their own modules (``minires.flow``, ``minires.degradation``, ...):
-what is here only parses, checks and reports.
+experiments themselves live in ``minires.experiments`` (``experiments.flow``,
+``experiments.degradation``, ...): what is here only parses, checks and reports.
 """
 import argparse
 import importlib
@@ -12,7 +12,7 @@ import sys
 
 # In the order ``--help`` lists them.
 COMMANDS = ("summary", "train", "flow", "degradation", "responses", "lesion", "paths", "landscape", "identity",
-            "shatter")
+            "shatter", "check")
 
 
 def build_parser():
@@ -28,6 +28,8 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    from ..fast.memory import tune_allocator
+    tune_allocator()  # a run starts: glibc keeps freed memory for the next step (fast/memory.py)
     try:
         return args.run(args) or 0
     except BrokenPipeError:

@@ -1,6 +1,6 @@
 """The experiments: why residual networks train, measured on small nets, one module each.
 
-    flow         gradient norms per layer at initialisation, plain vs residual (He et al. 2016, eq. 5)
+    flow         gradient norms per layer at initialisation, plain vs residual (He et al. 2016)
     degradation  plain vs residual training curves over seeds (He et al. 2015, Figure 6)
     responses    std of every 3x3 layer's response (Figure 7)
     lesion       deleting blocks at test time (Veit et al. 2016, Fig. 3 and 5)

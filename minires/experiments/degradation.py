@@ -30,11 +30,11 @@ import time
 
 import numpy as np
 
-from .. import backend, data, fast, io, machine, optim, train
+from .. import backend, data, fast, machine, optim, train
 from .. import functional as F
 from ..autograd import Tensor
 from . import nets
-from .output import Output, duration
+from .output import Output, duration, save_figure
 
 SEEDS = 3  # seeds 0, 1, 2 by default
 JOBS = 2   # nets trained at once by default, one per core (at most the cores this process may use)
@@ -251,10 +251,7 @@ def plot_degradation(histories, path, milestones=(), title=None):
     axes[0].set_ylabel("error (%)  (dashed: training, bold: test)")
     if shown:
         axes[0].set_ylim(0, min(100, 1.15 * max(shown) + 0.5))
-    if title:
-        fig.suptitle(title, fontsize=10)
-    io.save_figure(fig, path, dpi=80)
-    return path
+    return save_figure(fig, path, title, dpi=80, fontsize=10)
 
 
 def plot_flow_over_training(histories, path, title=None):
@@ -290,10 +287,7 @@ def plot_flow_over_training(histories, path, title=None):
     axes[0, 0].set_ylabel(r"$\|\partial L / \partial W_l\|$ on a fixed batch")
     fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=axes[0, -1], label="epoch",
                  ticks=MaxNLocator(integer=True))
-    if title:
-        fig.suptitle(title)
-    io.save_figure(fig, path, dpi=90)
-    return path
+    return save_figure(fig, path, title, dpi=90)
 
 
 # -- tables and files --------------------------------------------------------------------------

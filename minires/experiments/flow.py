@@ -26,8 +26,8 @@ import time
 
 import numpy as np
 
-from .. import backend, io, models, nn
-from .output import Output
+from .. import backend, models, nn
+from .output import Output, save_figure
 from .probes import record_gradients
 from .surgery import strip_batch_norm
 
@@ -162,10 +162,7 @@ def plot_flow(runs, path, title=None):
             ax.grid(True, which="major", alpha=0.3)
             if ax.lines:
                 ax.legend(fontsize=8)
-    if title:
-        fig.suptitle(title)
-    io.save_figure(fig, path, dpi=90)
-    return path
+    return save_figure(fig, path, title, dpi=90)
 
 
 # -- the table and the run ---------------------------------------------------------------------

@@ -40,12 +40,12 @@ import time
 
 import numpy as np
 
-from .. import backend, io, models, nn, optim, train
+from .. import backend, models, nn, optim, train
 from ..autograd import Tensor
 from ..data import load_digits
 from ..models import BasicBlock
 from . import nets
-from .output import Output, progress_bar
+from .output import Output, progress_bar, save_figure
 
 
 def sigmoid(z):
@@ -332,10 +332,7 @@ def plot_loss(runs, path, title=None):
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7)
     axes[0].set_ylabel("training loss (cross-entropy, log scale)")
-    if title:
-        fig.suptitle(title)
-    io.save_figure(fig, path, dpi=80)
-    return path
+    return save_figure(fig, path, title, dpi=80)
 
 
 def summarise(runs):

@@ -36,11 +36,11 @@ import time
 
 import numpy as np
 
-from .. import backend, data, io
+from .. import backend, data
 from .. import functional as F
 from ..autograd import Tensor, no_grad
 from . import nets, surgery
-from .output import Output, progress_bar
+from .output import Output, progress_bar, save_figure
 
 BASIN = 0.1  # "within 0.1 of the minimum loss"
 REGION = 1.0  # curvatures are counted where the loss is within 1 of the minimum
@@ -216,10 +216,7 @@ def plot_contours(grids, coords, path, title=None):
     if cs is not None:
         fig.colorbar(cs, ax=list(axes[:len(names)]),
                      label="training loss (same levels in every panel)")
-    if title:
-        fig.suptitle(title)
-    io.save_figure(fig, path, dpi=90)
-    return path
+    return save_figure(fig, path, title, dpi=90)
 
 
 def plot_curves(curves, coords, path, title=None):
@@ -239,10 +236,7 @@ def plot_curves(curves, coords, path, title=None):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     axes[0].set_ylabel("training loss")
-    if title:
-        fig.suptitle(title)
-    io.save_figure(fig, path, dpi=90)
-    return path
+    return save_figure(fig, path, title, dpi=90)
 
 
 def table(results):
@@ -273,10 +267,8 @@ def run(out, *, depths=(20, 56), recipe=nets.RECIPES["digits"], from_dir=None, p
     ``test_set``: None for the bundled digits."""
     start = time.perf_counter()
     output = Output(out)
-    if train_set is None:
-        train_set, test_set = data.load_digits()
-    if limit is not None:
-        recipe = recipe.replace(batch_size=min(recipe.batch_size, limit))
+    train_set, test_set = nets.datasets(train_set, test_set)
+    recipe = recipe.at_most(limit)
     # The fixed training subset: the first ``images`` training digits, unaugmented.
     x, labels = next(iter(data.DataLoader(train_set, min(images, len(train_set)))))
     x = backend.to_device(x, device)

@@ -32,9 +32,9 @@ import time
 
 import numpy as np
 
-from .. import data, io, nn, train
+from .. import nn, train
 from . import nets, surgery
-from .output import Output, progress_bar
+from .output import Output, progress_bar, save_figure
 
 CHANCE = 0.9  # ten classes
 SMALL = 0.05  # "a few points": a lesion that raises the test error by at most 5 points
@@ -190,10 +190,7 @@ def plot_lesions(results, path, title=None):
     right.set_title("k random shape-preserving blocks deleted (Fig. 5)")
     left.legend(fontsize=7)
     right.legend(fontsize=7)
-    if title:
-        fig.suptitle(title)
-    io.save_figure(fig, path, dpi=90)
-    return path
+    return save_figure(fig, path, title, dpi=90)
 
 
 def table(results):
@@ -227,10 +224,8 @@ def run(out, *, depths=(20, 56), recipe=nets.RECIPES["digits"], from_dir=None,
     ``train_set``, ``test_set``: None for the bundled digits."""
     start = time.perf_counter()
     output = Output(out)
-    if train_set is None:
-        train_set, test_set = data.load_digits()
-    if limit is not None:
-        recipe = recipe.replace(batch_size=min(recipe.batch_size, limit))
+    train_set, test_set = nets.datasets(train_set, test_set)
+    recipe = recipe.at_most(limit)
     _, test_loader, _ = nets.build_loaders(train_set, test_set, recipe.batch_size, seed, limit)
     results = {}
     for name in [f"{kind}{d}" for d in depths for kind in ("resnet", "plain")]:

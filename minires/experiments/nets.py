@@ -1,4 +1,4 @@
-"""The trained nets the experiments study: names, builders, the recipe, training one, saving and loading.
+"""The trained nets the experiments study: names, builders, the recipe, training, saving, loading.
 
 A net is named by its kind and depth, "plain20" or "resnet56": the CIFAR layout of the paper
 (sec. 4.2, 6n + 2 layers), option-A shortcuts for the ResNet, none for its plain twin. Every
@@ -42,6 +42,12 @@ class Recipe:
             changes["milestones"] = None
         return dataclasses.replace(self, **changes)
 
+    def at_most(self, images):
+        """The recipe with its batch no larger than ``images`` (a small subset; None: unchanged)."""
+        if images is None or self.batch_size <= images:
+            return self
+        return self.replace(batch_size=images)
+
     def as_dict(self):
         """The recipe for a JSON report (milestones as a list)."""
         return {**dataclasses.asdict(self), "milestones": list(self.milestones)}
@@ -61,6 +67,11 @@ TrainedNet = namedtuple("TrainedNet", "history flow model")
 CHECKPOINT_NAME = re.compile(r"(plain|resnet)\d+-seed\d+\.npz")
 
 
+def datasets(train_set=None, test_set=None):
+    """(train, test): the given pair, or the bundled digits when ``train_set`` is None."""
+    return (train_set, test_set) if train_set is not None else data.load_digits()
+
+
 def net_names(depths):
     """["plain20", "plain56", "resnet20", "resnet56"] for depths (20, 56)."""
     return [f"{kind}{d}" for kind in ("plain", "resnet") for d in depths]
@@ -73,7 +84,8 @@ def depth_of(name):
 
 def pretty(name):
     """"plain-20" for "plain20", "ResNet-56" for "resnet56"."""
-    return re.sub(r"^(plain|resnet)", lambda m: "plain-" if m.group(1) == "plain" else "ResNet-", name)
+    kind = "plain-" if name.startswith("plain") else "ResNet-"
+    return re.sub(r"^(plain|resnet)", kind, name)
 
 
 def build_net(name, num_classes, in_channels):

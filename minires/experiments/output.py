@@ -1,4 +1,4 @@
-"""Where an experiment's results go: one run folder, its JSON, CSV and figures, and the closing line.
+"""Where an experiment's results go: one run folder, its JSON, CSV and figures, the closing line.
 
 Every experiment's ``run`` ends the same way:
 
@@ -20,7 +20,7 @@ from .. import io
 
 
 def jsonable(obj):
-    """``obj`` with dict keys as strings, tuples as lists and NumPy scalars/arrays as Python values."""
+    """``obj`` with dict keys as strings, tuples as lists, NumPy scalars/arrays as Python values."""
     if isinstance(obj, dict):
         return {str(k): jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
@@ -41,7 +41,17 @@ def progress_bar(total=None, desc=None, *, enabled=True, unit="it", **kwargs):
     """A tqdm bar (``enabled=False``: a silent one with the same methods)."""
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc=desc, unit=unit, disable=not enabled, dynamic_ncols=True, **kwargs)
+    return tqdm(total=total, desc=desc, unit=unit, disable=not enabled, dynamic_ncols=True,
+                **kwargs)
+
+
+def save_figure(fig, path, title=None, *, dpi=90, fontsize=None):
+    """Give ``fig`` its ``title`` and write it to ``path`` (PNG, atomically); returns ``path``.
+    The last line of every experiment's ``plot_*``."""
+    if title:
+        fig.suptitle(title, **({"fontsize": fontsize} if fontsize else {}))
+    io.save_figure(fig, path, dpi=dpi)
+    return path
 
 
 class Output:
@@ -85,7 +95,7 @@ class Output:
         return self._record(path)
 
     def figure(self, name, plot, *args, **kwargs):
-        """``plot(*args, path, **kwargs)`` with ``path`` = this folder's ``name``; returns the path."""
+        """``plot(*args, path, **kwargs)``, ``path`` being this folder's ``name``; returns it."""
         return self._record(plot(*args, self.path(name), **kwargs))
 
     def done(self, seconds=None, extra=None, log=print):

@@ -32,11 +32,11 @@ import time
 
 import numpy as np
 
-from .. import backend, data, io, nn
+from .. import backend, data, nn
 from .. import functional as F
 from ..autograd import Tensor
 from . import nets, surgery
-from .output import Output, progress_bar
+from .output import Output, progress_bar, save_figure
 from .probes import OutputGradients, l2_norm
 
 THROUGH = ("branch", "shortcut", "both")
@@ -193,10 +193,7 @@ def plot_paths(results, path, title=None):
         ax.grid(alpha=0.3)
     b.legend(fontsize=8)
     c.legend(fontsize=8)
-    if title:
-        fig.suptitle(title)
-    io.save_figure(fig, path, dpi=90)
-    return path
+    return save_figure(fig, path, title, dpi=90)
 
 
 def table(results, summaries):
@@ -222,10 +219,8 @@ def run(out, *, depth=56, recipe=nets.RECIPES["digits"], from_dir=None, draws=10
     bundled digits."""
     start = time.perf_counter()
     output = Output(out)
-    if train_set is None:
-        train_set, test_set = data.load_digits()
-    if limit is not None:
-        recipe = recipe.replace(batch_size=min(recipe.batch_size, limit))
+    train_set, test_set = nets.datasets(train_set, test_set)
+    recipe = recipe.at_most(limit)
     # The probe: the first training images, unaugmented, as for the gradient-flow records.
     x, labels = next(iter(data.DataLoader(train_set, min(batch_size, len(train_set)))))
     name = f"resnet{depth}"

@@ -4,9 +4,9 @@
                  puts a backward hook on the tensor it outputs; the input image's gradient is x_0's
     ||dL/dW||    the gradient of every Conv2d weight after the backward
 
-Norms are L2 norms of the whole gradient array (over the batch, channels and positions). The gradient
-flow experiment measures nets at initialisation with :func:`record_gradients`; the degradation
-experiment repeats it on a fixed batch after every epoch (:class:`EpochRecorder`).
+Norms are L2 norms of the whole gradient array (over the batch, channels and positions). The
+gradient flow experiment measures nets at initialisation with :func:`record_gradients`; the
+degradation experiment repeats it on a fixed batch after every epoch (:class:`EpochRecorder`).
 """
 from .. import backend, nn
 from .. import functional as F
@@ -20,7 +20,7 @@ def l2_norm(grad):
 
 
 class OutputGradients:
-    """While active, store dL/d(output) of each module in ``modules`` ({name: module}) during backward.
+    """While active, store dL/d(output) of each module in ``modules`` ({name: module}) in backward.
 
     A forward hook tags the module's output tensor with a backward hook, which the engine calls
     with the total gradient of that tensor (all its uses summed). ``reduce`` maps the gradient
@@ -39,7 +39,8 @@ class OutputGradients:
 
     def watch(self, name, tensor):
         """Also record dL/d``tensor`` (e.g. the network's input, a leaf) under ``name``."""
-        self.grads.setdefault(name, None)  # keeps forward order even though backward runs in reverse
+        # keeps forward order even though backward runs in reverse
+        self.grads.setdefault(name, None)
         self._handles.append(tensor.register_hook(self._store(name)))
 
     def __enter__(self):

@@ -23,10 +23,10 @@ import time
 
 import numpy as np
 
-from .. import backend, data, io, machine, nn
+from .. import backend, data, machine, nn
 from ..autograd import Tensor, no_grad
 from . import nets
-from .output import Output
+from .output import Output, save_figure
 from .surgery import unchanged
 
 # The degradation run's depths, so that ``--from DIR`` finds its nets; --quick: its quick run's.
@@ -107,10 +107,7 @@ def plot_responses(stds, path, title=None):
         ax.grid(alpha=0.3)
         if ax.lines:
             ax.legend(fontsize=8)
-    if title:
-        fig.suptitle(title, fontsize=10)
-    io.save_figure(fig, path, dpi=80)
-    return path
+    return save_figure(fig, path, title, dpi=80, fontsize=10)
 
 
 def table(report):
@@ -134,15 +131,13 @@ def run(out, *, train_set=None, test_set=None, from_dir=None, seed=0, depths=DEP
     measured on ``test_set`` (its first ``limit`` images). ``train_set``/``test_set``: None for
     the bundled digits. Returns the report written to responses.json.
     """
-    if train_set is None or test_set is None:
-        train_set, test_set = data.load_digits()
+    train_set, test_set = nets.datasets(train_set, test_set)
     start = time.perf_counter()
     names = nets.net_names(depths)
     output = Output(out)
     if from_dir is None:
         recipe = recipe or nets.RECIPES["digits"]
-        n_train = min(len(train_set), limit or len(train_set))
-        recipe = recipe.replace(batch_size=min(recipe.batch_size, n_train))
+        recipe = recipe.at_most(min(len(train_set), limit or len(train_set)))
         log(f"training {', '.join(names)} on the digits with the degradation recipe "
             f"({recipe.epochs} epochs), seed {seed}")
     models = {n: nets.get_net(n, train_set, test_set, recipe, from_dir=from_dir, save_dir=out,

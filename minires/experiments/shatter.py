@@ -47,9 +47,9 @@ import time
 
 import numpy as np
 
-from .. import backend, io, nn
+from .. import backend, nn
 from ..autograd import Tensor, no_grad
-from .output import Output, progress_bar
+from .output import Output, progress_bar, save_figure
 
 VARIANTS = ("feedforward", "feedforward_bn", "resnet", "resnet_bn", "resnet_scaled")
 LABELS = {"feedforward": "feedforward", "feedforward_bn": "feedforward + BN", "resnet": "ResNet",
@@ -261,10 +261,7 @@ def plot_gradients(x, panels, path, title=None):
         ax.tick_params(labelsize=7)
     for ax in axes[len(panels):]:
         ax.set_visible(False)
-    if title:
-        fig.suptitle(title)
-    io.save_figure(fig, path, dpi=80)
-    return path
+    return save_figure(fig, path, title, dpi=80)
 
 
 def plot_correlation(depths, results, noise_acf, fits, floor, path, title=None):
@@ -306,10 +303,7 @@ def plot_correlation(depths, results, noise_acf, fits, floor, path, title=None):
     ax_depth.set_title("lines: the better of the exponential and power-law fits", fontsize=9)
     ax_depth.legend(fontsize=7)
     ax_depth.grid(alpha=0.3, which="both")
-    if title:
-        fig.suptitle(title)
-    io.save_figure(fig, path, dpi=80)
-    return path
+    return save_figure(fig, path, title, dpi=80)
 
 
 def table(depths, seeds, results, noise_acf, fits, floor):

@@ -1,4 +1,4 @@
-"""Network surgery: the blocks of a net, swapping modules in and out, and measuring without side effects.
+"""Network surgery: a net's blocks, swapping modules in and out, measuring without side effects.
 
 The experiments change trained nets only through their public modules and always put them back:
 
@@ -70,7 +70,7 @@ def unchanged(model, training=None):
 
 
 def strip_batch_norm(model):
-    """Replace every ``nn.BatchNorm2d`` in ``model`` by ``nn.Identity()``, in place; returns the model."""
+    """Replace every ``nn.BatchNorm2d`` in ``model`` by ``nn.Identity()``, in place; returns it."""
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
             if isinstance(child, nn.BatchNorm2d):
