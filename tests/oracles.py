@@ -22,7 +22,8 @@ def out_size(size, k, stride, padding):
 
 def pad_hw(x, padding, value=0.0):
     """Pad the two spatial axes of an (N, C, H, W) array on both sides."""
-    return np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)), constant_values=value)
+    pad = ((0, 0), (0, 0), (padding, padding), (padding, padding))
+    return np.pad(x, pad, constant_values=value)
 
 
 def channel_major(a):
@@ -45,14 +46,15 @@ def im2col(x, kh, kw, stride, padding):
                 for n in range(N):
                     for p in range(OH):
                         for q in range(OW):
-                            cols[(c * kh + i) * kw + j, (n * OH + p) * OW + q] = xpad[n, c, stride * p + i, stride * q + j]
+                            row, col = (c * kh + i) * kw + j, (n * OH + p) * OW + q
+                            cols[row, col] = xpad[n, c, stride * p + i, stride * q + j]
     return cols
 
 
 # -- convolution -----------------------------------------------------------------------------------
 
 def conv2d(x, w, b=None, stride=1, padding=0):
-    """y[n, o, p, q] = b[o] + sum_{c, i, j} w[o, c, i, j] * xpad[n, c, stride*p + i, stride*q + j]."""
+    """y[n, o, p, q] = b[o] + sum_{c,i,j} w[o, c, i, j] * xpad[n, c, stride*p + i, stride*q + j]."""
     x, w, b = _f64(x), _f64(w), _f64(b)
     N, C, H, W = x.shape
     O, _, kh, kw = w.shape
@@ -99,7 +101,8 @@ def max_pool2d(x, k, stride, padding):
         for c in range(C):
             for p in range(OH):
                 for q in range(OW):
-                    y[n, c, p, q] = xpad[n, c, stride * p:stride * p + k, stride * q:stride * q + k].max()
+                    window = xpad[n, c, stride * p:stride * p + k, stride * q:stride * q + k]
+                    y[n, c, p, q] = window.max()
     return y
 
 
@@ -128,7 +131,8 @@ def avg_pool2d(x, k, stride, padding):
     y = np.zeros((N, C, OH, OW))
     for p in range(OH):
         for q in range(OW):
-            y[:, :, p, q] = xpad[:, :, stride * p:stride * p + k, stride * q:stride * q + k].sum(axis=(2, 3)) / (k * k)
+            window = xpad[:, :, stride * p:stride * p + k, stride * q:stride * q + k]
+            y[:, :, p, q] = window.sum(axis=(2, 3)) / (k * k)
     return y
 
 
@@ -138,7 +142,8 @@ def avg_pool2d_backward(x, gy, k, stride, padding):
     dxpad = np.zeros_like(pad_hw(x, padding))
     for p in range(gy.shape[2]):
         for q in range(gy.shape[3]):
-            dxpad[:, :, stride * p:stride * p + k, stride * q:stride * q + k] += gy[:, :, p, q, None, None] / (k * k)
+            window = dxpad[:, :, stride * p:stride * p + k, stride * q:stride * q + k]
+            window += gy[:, :, p, q, None, None] / (k * k)
     return dxpad[:, :, padding:padding + H, padding:padding + W]
 
 
@@ -178,7 +183,7 @@ def linear(x, w, b=None):
 
 
 def log_softmax(z):
-    """z - log sum_k exp(z_k), with the log-sum-exp done by NumPy's pairwise logaddexp (no overflow)."""
+    """z - log sum_k exp(z_k), the log-sum-exp by NumPy's pairwise logaddexp (no overflow)."""
     z = _f64(z)
     return z - np.logaddexp.reduce(z, axis=1, keepdims=True)
 
@@ -202,7 +207,8 @@ def one_hot(labels, num_classes):
 # -- shortcut --------------------------------------------------------------------------------------
 
 def pad_channels(x, out_channels, stride):
-    """Option-A shortcut: y[:, :C] = x[:, :, ::stride, ::stride], y[:, C:] = 0, element by element."""
+    """Option-A shortcut: y[:, :C] = x[:, :, ::stride, ::stride], y[:, C:] = 0, element by
+    element."""
     x = _f64(x)
     N, C, H, W = x.shape
     OH, OW = -(-H // stride), -(-W // stride)

@@ -242,7 +242,8 @@ def test_default_dtype_of_python_numbers_is_float32():
 
 
 class _FakeGpuArray(np.ndarray):
-    """An ndarray that reports itself as a CuPy array, to exercise the device check without a GPU."""
+    """An ndarray that reports itself as a CuPy array: the device check is exercised without a
+    GPU."""
 
 
 _FakeGpuArray.__module__ = "cupy._fake"
@@ -331,6 +332,16 @@ def test_gradcheck_catches_a_wrong_backward_and_says_where():
     assert f"analytic {xs[worst] * v[worst]:.6g}"[:15] in msg
 
 
+def test_check_backward_finds_the_same_wrong_backward_over_generated_inputs():
+    # minires.testing runs gradcheck on every example it generates; the smallest failing one is a
+    # single element, and the report says which input and how to rerun it.
+    from minires import testing as mt
+    report = mt.check_backward(_WrongSquare, raise_on_failure=False, max_examples=5)
+    assert not report and report.failure.check == "gradient" and report.failure.input == "x"
+    assert report.failure.case.shapes() == {"x": (1,)}
+    assert "check_backward(_WrongSquare, inputs=Case({'x': Values((1,), seed=0)}))" in str(report)
+
+
 def test_gradcheck_passes_unused_inputs_and_rejects_float32():
     x, unused = t64([1.0, 2.0]), t64([3.0])
     assert mr.gradcheck(lambda x, u: x * x, x, unused)
@@ -367,15 +378,18 @@ A = np.ones((1, 1, 3, 3), np.float32)
     (lambda: mr.nn.Conv2d(1, 1, 3)(A), "numpy.ndarray"),
     (lambda: mr.nn.BatchNorm2d(1)(np.ones((2, 1, 3, 3), np.float32)), "numpy.ndarray"),
     (lambda: mr.nn.Linear(3, 2)(np.ones((2, 3), np.float32)), "numpy.ndarray"),
-    (lambda: F.softmax_cross_entropy(np.ones((2, 3), np.float32), np.array([0, 1])), "numpy.ndarray"),
+    (lambda: F.softmax_cross_entropy(np.ones((2, 3), np.float32), np.array([0, 1])),
+     "numpy.ndarray"),
     (lambda: F.max_pool2d(A, 2), "numpy.ndarray"),
     (lambda: F.global_avg_pool2d(A), "numpy.ndarray")])
 def test_an_op_given_a_non_tensor_says_what_to_pass(call, kind):
-    with pytest.raises(TypeError, match=rf"input \d is a {kind}, not a Tensor; wrap it: mr\.Tensor\("):
+    with pytest.raises(TypeError,
+                       match=rf"input \d is a {kind}, not a Tensor; wrap it: mr\.Tensor\("):
         call()
 
 
-@pytest.mark.parametrize("a, b", [(1.0, 2.0), (np.ones(2, np.float32), 2.0), (2, np.ones(2, np.float32))])
+@pytest.mark.parametrize("a, b", [(1.0, 2.0), (np.ones(2, np.float32), 2.0),
+                                  (2, np.ones(2, np.float32))])
 def test_a_binary_op_without_any_tensor_says_to_wrap_one(a, b):
     with pytest.raises(TypeError, match=r"neither operand is a Tensor .*wrap one: mr\.Tensor"):
         F.add(a, b)

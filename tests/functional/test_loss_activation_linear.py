@@ -3,21 +3,20 @@
 Specification: relu(x) = max(x, 0) with gradient 0 at x == 0; linear(x, w, b) = x @ w.T + b;
 softmax_cross_entropy is the batch mean of -log softmax(z)[t], log(C) for uniform logits, with
 gradient (softmax(z) - onehot(t)) / N, finite for logits of size 1e4; labels must be integers in
-[0, C). float32 stays float32; bad shapes rejected before any arithmetic.
+[0, C). float32 stays float32 and both memory layouts give the same numbers (minires.testing's
+check_backward, against the oracles); bad shapes rejected before any arithmetic.
 """
 import numpy as np
 import pytest
 from hypothesis import given, strategies as st
-from hypothesis.extra import numpy as hnp
 
 import minires as mr
-from minires import functional as F
-from minires.functional.activation import ReLU
+from minires import functional as F, testing as mt
 from minires.functional.linear import Linear
 from minires.functional.loss import SoftmaxCrossEntropy
 
 import oracles
-from opcheck import LAYOUTS, SETTINGS, forbid_forward, forward_backward, leaf, on_layout
+from opcheck import EXAMPLES, SETTINGS, forbid_forward, forward_backward, leaf, on_layout
 
 seeds = st.integers(0, 2**16)
 
@@ -30,20 +29,15 @@ def away_from_zero(shape, seed, margin=0.1):
 
 # -- ReLU ------------------------------------------------------------------------------------------
 
-@SETTINGS
-@given(hnp.array_shapes(min_dims=1, max_dims=4, max_side=4), seeds)
-def test_relu_matches_max_with_zero(device, impl, shape, seed):
-    x = away_from_zero(shape, seed)
-    y, (gx,), gy = forward_backward(F.relu, [leaf(x, device)], seed=seed + 1)
-    np.testing.assert_array_equal(y, np.where(x > 0, x, 0.0))
-    np.testing.assert_array_equal(gx, np.where(x > 0, gy, 0.0))
+def test_relu_check_backward(device, impl):
+    # |x| >= 0.05: central differences with eps = 1e-6 never straddle the kink.
+    mt.check_backward(F.relu, mt.elementwise_cases(margin=0.05),
+                      oracle=lambda x: np.where(x > 0, x, 0.0), max_examples=EXAMPLES,
+                      device=device)
 
 
-@SETTINGS
-@given(hnp.array_shapes(min_dims=1, max_dims=4, max_side=4), seeds)
-def test_relu_gradcheck(shape, seed):
-    with mr.reference_ops():
-        assert mr.gradcheck(F.relu, mr.Tensor(away_from_zero(shape, seed), requires_grad=True))
+def test_relu_is_idempotent(impl):
+    mt.check_idempotence(F.relu, max_examples=EXAMPLES)
 
 
 def test_relu_gradient_at_zero_is_zero(device, impl):
@@ -54,58 +48,27 @@ def test_relu_gradient_at_zero_is_zero(device, impl):
     np.testing.assert_array_equal(gx, [0.0, 0.0, 0.0, 3.0, 3.0])
 
 
-@pytest.mark.parametrize("x_layout", LAYOUTS)
-@pytest.mark.parametrize("gy_layout", LAYOUTS)
-def test_relu_same_numbers_for_nchw_and_channel_major_arrays(device, impl, x_layout, gy_layout):
-    x = away_from_zero((3, 4, 5, 2), 0)
-    y, (gx,), _ = forward_backward(F.relu, [leaf(x, device, x_layout)], gy_layout=gy_layout)
-    y_ref, (gx_ref,), _ = forward_backward(F.relu, [leaf(x)])
-    np.testing.assert_array_equal(y, y_ref)
-    np.testing.assert_array_equal(gx, gx_ref)
-
-
 def test_relu_keeps_channel_major_layout(impl):
     # minires relies on elementwise ops keeping channel-major memory (layout.py): no copy per layer.
     x = leaf(away_from_zero((3, 4, 5, 2), 0), "cpu", "channel_major")
     assert F.relu(x).data.transpose(1, 0, 2, 3).flags.c_contiguous
 
 
-def test_relu_float32_stays_float32(device, impl):
-    y, (gx,), _ = forward_backward(F.relu, [leaf(away_from_zero((2, 3, 4, 4), 0).astype(np.float32), device)])
-    assert y.dtype == np.float32 and gx.dtype == np.float32
-
-
 # -- linear ----------------------------------------------------------------------------------------
 
-@st.composite
-def linear_problems(draw):
-    N, n_in, n_out = draw(st.integers(1, 5)), draw(st.integers(1, 6)), draw(st.integers(1, 6))
-    rng = np.random.default_rng(draw(seeds))
-    x, w = rng.standard_normal((N, n_in)), rng.standard_normal((n_out, n_in))
-    return [x, w, rng.standard_normal(n_out)] if draw(st.booleans()) else [x, w]
+def test_linear_check_backward(device):
+    mt.check_backward(F.linear, mt.linear_cases(), oracle=oracles.linear, max_examples=EXAMPLES,
+                      device=device)
 
 
 @SETTINGS
-@given(linear_problems(), seeds)
-def test_linear_matches_x_wT_plus_b(device, arrays, seed):
-    y, grads, gy = forward_backward(F.linear, [leaf(a, device) for a in arrays], seed=seed)
-    np.testing.assert_allclose(y, oracles.linear(*arrays), rtol=1e-12, atol=1e-12)
+@given(mt.linear_cases())
+def test_linear_gradients_are_the_derivative_of_the_oracle(device, case):
+    arrays = case.arrays()
+    y, grads, gy = forward_backward(F.linear, [leaf(a, device) for a in arrays])
     expected = oracles.numeric_grad(oracles.linear, arrays, gy)
     for got, want in zip(grads, expected):
         np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
-
-
-@SETTINGS
-@given(linear_problems())
-def test_linear_gradcheck(arrays):
-    assert mr.gradcheck(F.linear, *[mr.Tensor(a, requires_grad=True) for a in arrays])
-
-
-def test_linear_float32_stays_float32(device):
-    rng = np.random.default_rng(0)
-    arrays = [rng.standard_normal(s).astype(np.float32) for s in [(4, 5), (3, 5), (3,)]]
-    y, grads, _ = forward_backward(F.linear, [leaf(a, device) for a in arrays])
-    assert y.dtype == np.float32 and all(g.dtype == np.float32 for g in grads)
 
 
 @pytest.mark.parametrize("x_shape, w_shape, b_shape, match", [
@@ -124,30 +87,22 @@ def test_linear_rejects_bad_shapes_before_computing(monkeypatch, x_shape, w_shap
 
 # -- softmax cross-entropy -------------------------------------------------------------------------
 
-@st.composite
-def classification_problems(draw, scale=3.0):
-    N, C = draw(st.integers(1, 6)), draw(st.integers(1, 6))
-    rng = np.random.default_rng(draw(seeds))
-    return rng.standard_normal((N, C)) * scale, rng.integers(0, C, N)
+def test_cross_entropy_check_backward(device):
+    mt.check_backward(F.softmax_cross_entropy, mt.cross_entropy_cases(), max_examples=EXAMPLES,
+                      oracle=lambda z, labels: np.array(oracles.cross_entropy(z, labels)),
+                      device=device)
 
 
 @SETTINGS
-@given(classification_problems(), st.floats(0.1, 3.0))
-def test_cross_entropy_matches_log_softmax_and_its_gradient_is_softmax_minus_onehot(device, problem, upstream):
-    z, t = problem
-    loss, (gz,), _ = forward_backward(lambda z: F.softmax_cross_entropy(z, on_layout(device, t)), [leaf(z, device)],
-                                      gy=np.array(upstream))
+@given(mt.cross_entropy_cases(), st.floats(0.1, 3.0))
+def test_cross_entropy_gradient_is_softmax_minus_onehot(device, case, upstream):
+    (z,), t = case.arrays(), case.params["labels"]
+    loss, (gz,), _ = forward_backward(lambda z: F.softmax_cross_entropy(z, on_layout(device, t)),
+                                      [leaf(z, device)], gy=np.array(upstream))
     assert loss.shape == ()
     np.testing.assert_allclose(loss, oracles.cross_entropy(z, t), rtol=1e-12, atol=1e-12)
     expected = upstream * (oracles.softmax(z) - oracles.one_hot(t, z.shape[1])) / z.shape[0]
     np.testing.assert_allclose(gz, expected, rtol=1e-12, atol=1e-14)
-
-
-@SETTINGS
-@given(classification_problems())
-def test_cross_entropy_gradcheck(problem):
-    z, t = problem
-    assert mr.gradcheck(lambda z: F.softmax_cross_entropy(z, t), mr.Tensor(z, requires_grad=True))
 
 
 @pytest.mark.parametrize("C", [1, 2, 10, 1000])
@@ -162,7 +117,8 @@ def test_cross_entropy_of_uniform_logits_is_log_C(device, C):
 def test_cross_entropy_is_stable_for_huge_logits(device, dtype):
     z = np.array([[1e4, 0.0, -1e4], [0.0, 1e4, 1e4], [-1e4, -1e4, -1e4]])
     t = np.array([1, 2, 0])
-    loss, (gz,), _ = forward_backward(lambda z: F.softmax_cross_entropy(z, t), [leaf(z.astype(dtype), device)],
+    loss, (gz,), _ = forward_backward(lambda z: F.softmax_cross_entropy(z, t),
+                                      [leaf(z.astype(dtype), device)],
                                       gy=np.array(1.0))
     assert np.isfinite(loss) and np.isfinite(gz).all()
     # row 0: -log softmax = 1e4 exactly; row 1: log 2; row 2: log 3
@@ -170,16 +126,11 @@ def test_cross_entropy_is_stable_for_huge_logits(device, dtype):
     np.testing.assert_allclose(gz, (oracles.softmax(z) - oracles.one_hot(t, 3)) / 3, atol=1e-6)
 
 
-def test_cross_entropy_float32_stays_float32(device):
-    z = np.random.default_rng(0).standard_normal((4, 5)).astype(np.float32)
-    loss, (gz,), _ = forward_backward(lambda z: F.softmax_cross_entropy(z, np.arange(4)), [leaf(z, device)])
-    assert loss.dtype == np.float32 and gz.dtype == np.float32
-
-
 def test_cross_entropy_accepts_labels_as_a_list_or_any_integer_dtype():
     z = mr.Tensor(np.random.default_rng(0).standard_normal((3, 4)))
     expected = oracles.cross_entropy(z.data, [3, 0, 1])
-    for labels in ([3, 0, 1], np.array([3, 0, 1], dtype=np.uint8), np.array([3, 0, 1], dtype=np.int32)):
+    for labels in ([3, 0, 1], np.array([3, 0, 1], dtype=np.uint8),
+                   np.array([3, 0, 1], dtype=np.int32)):
         np.testing.assert_allclose(F.softmax_cross_entropy(z, labels).item(), expected, rtol=1e-12)
 
 
@@ -187,14 +138,17 @@ def test_cross_entropy_accepts_labels_as_a_list_or_any_integer_dtype():
     ((3, 4), np.array([0.0, 1.0, 2.0]), TypeError, r"labels must be integers"),
     ((3, 4), np.array([True, False, True]), TypeError, r"labels must be integers"),
     ((3, 4), [0.5, 1, 2], TypeError, r"labels must be integers"),
-    ((3, 4), np.array([0, 4, 1]), ValueError, r"labels must be in \[0, 4\), got values in \[0, 4\]"),
-    ((3, 4), np.array([0, -1, 1]), ValueError, r"labels must be in \[0, 4\), got values in \[-1, 1\]"),
+    ((3, 4), np.array([0, 4, 1]), ValueError,
+     r"labels must be in \[0, 4\), got values in \[0, 4\]"),
+    ((3, 4), np.array([0, -1, 1]), ValueError,
+     r"labels must be in \[0, 4\), got values in \[-1, 1\]"),
     ((3, 4), np.array([0, 1]), ValueError, r"labels must have shape \(3,\)"),
     ((3, 4), np.array([[0], [1], [2]]), ValueError, r"labels must have shape \(3,\)"),
     ((3, 4, 1), np.array([0, 1, 2]), ValueError, r"logits must be \(N, C\)"),
     ((12,), np.array([0, 1, 2]), ValueError, r"logits must be \(N, C\)"),
 ])
-def test_cross_entropy_rejects_bad_labels_and_logits_before_computing(monkeypatch, logits_shape, labels, error, match):
+def test_cross_entropy_rejects_bad_labels_and_logits_before_computing(monkeypatch, logits_shape,
+                                                                      labels, error, match):
     forbid_forward(monkeypatch, SoftmaxCrossEntropy)
     with pytest.raises(error, match=match):
         F.softmax_cross_entropy(mr.Tensor(np.zeros(logits_shape)), labels)

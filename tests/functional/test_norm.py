@@ -1,22 +1,24 @@
 """Batch norm per channel, checked against its formula in float64.
 
 Specification (docstring of minires/functional/norm.py): over the M = N*H*W values of a channel,
-training normalises with the batch mean and *biased* variance, y = gamma * (x - mu) / sqrt(var + eps)
-+ beta, and updates running = (1 - momentum) * running + momentum * stat with the *unbiased*
+training normalises with the batch mean and *biased* variance,
+y = gamma * (x - mu) / sqrt(var + eps) + beta, and updates
+running = (1 - momentum) * running + momentum * stat with the *unbiased*
 variance, as PyTorch does; eval normalises with the running statistics and leaves them alone.
-Tests taking ``impl`` hold for the reference op and for its fast twin; gradient checks run on the
-reference (tests/fast/ checks the fast one against it).
+Training-mode output is invariant to a per-channel shift and positive scale of x. Tests taking
+``impl`` hold for the reference op and for its fast twin (tests/fast/ checks it against the
+reference); the property tests are minires.testing's.
 """
 import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 
 import minires as mr
-from minires import functional as F
+from minires import functional as F, testing as mt
 from minires.functional.norm import BatchNorm
 
 import oracles
-from opcheck import LAYOUTS, SETTINGS, forbid_forward, forward_backward, leaf, on_layout
+from opcheck import EXAMPLES, SETTINGS, forbid_forward, forward_backward, leaf, on_layout
 
 seeds = st.integers(0, 2**16)
 
@@ -32,11 +34,13 @@ def bn_shapes(draw):
 
 
 def bn_problem(shape, seed):
-    """x with a per-channel offset and scale (so normalising has work to do), gamma, beta, running stats."""
+    """x with a per-channel offset and scale (so normalising has work to do), gamma, beta, running
+    stats."""
     rng = np.random.default_rng(seed)
     C = shape[1]
     view = (1, C) + (1,) * (len(shape) - 2)
-    x = rng.standard_normal(shape) * rng.uniform(0.5, 3.0, C).reshape(view) + rng.uniform(-3, 3, C).reshape(view)
+    x = rng.standard_normal(shape)  # then a scale and an offset per channel, drawn in this order
+    x = x * rng.uniform(0.5, 3.0, C).reshape(view) + rng.uniform(-3, 3, C).reshape(view)
     gamma = rng.uniform(0.5, 2.0, C) * rng.choice([-1.0, 1.0], C)
     return x, gamma, rng.standard_normal(C), rng.standard_normal(C), rng.uniform(0.5, 2.0, C)
 
@@ -45,7 +49,8 @@ def bn_problem(shape, seed):
 
 @SETTINGS
 @given(bn_shapes(), seeds, st.sampled_from([0.1, 0.3, 1.0]))
-def test_batch_norm_training_matches_formula_and_updates_running_stats(device, impl, shape, seed, momentum):
+def test_batch_norm_training_matches_formula_and_updates_running_stats(device, impl, shape, seed,
+                                                                        momentum):
     x, gamma, beta, rm, rv = bn_problem(shape, seed)
     rm_dev, rv_dev = on_layout(device, rm), on_layout(device, rv)
     y = F.batch_norm(leaf(x, device), leaf(gamma, device), leaf(beta, device), rm_dev, rv_dev,
@@ -61,16 +66,20 @@ def test_batch_norm_training_matches_formula_and_updates_running_stats(device, i
 def test_batch_norm_eval_uses_running_stats_and_leaves_them_alone(device, impl, shape, seed):
     x, gamma, beta, rm, rv = bn_problem(shape, seed)
     rm_dev, rv_dev = on_layout(device, rm), on_layout(device, rv)
-    y = F.batch_norm(leaf(x, device), leaf(gamma, device), leaf(beta, device), rm_dev, rv_dev, training=False)
-    np.testing.assert_allclose(y.numpy(), oracles.batch_norm(x, gamma, beta, rm, rv, False)[0], rtol=1e-10, atol=1e-10)
+    y = F.batch_norm(leaf(x, device), leaf(gamma, device), leaf(beta, device), rm_dev, rv_dev,
+                     training=False)
+    np.testing.assert_allclose(y.numpy(), oracles.batch_norm(x, gamma, beta, rm, rv, False)[0],
+                               rtol=1e-10, atol=1e-10)
     np.testing.assert_array_equal(mr.backend.as_numpy(rm_dev), rm)
     np.testing.assert_array_equal(mr.backend.as_numpy(rv_dev), rv)
 
 
 def test_running_variance_is_unbiased_as_in_pytorch(impl):
-    # Channel values {1, 3}: mean 2, biased variance 1 (normalises the batch), unbiased 2 (the estimate).
+    # Channel values {1, 3}: mean 2, biased variance 1 (normalises the batch), unbiased 2 (the
+    # estimate).
     rm, rv = np.zeros(1), np.ones(1)
-    y = F.batch_norm(mr.Tensor(np.array([[1.0], [3.0]])), None, None, rm, rv, training=True, momentum=0.1, eps=0.0)
+    y = F.batch_norm(mr.Tensor(np.array([[1.0], [3.0]])), None, None, rm, rv, training=True,
+                     momentum=0.1, eps=0.0)
     np.testing.assert_allclose(y.data[:, 0], [-1.0, 1.0])
     np.testing.assert_allclose(rm, [0.9 * 0 + 0.1 * 2.0])
     np.testing.assert_allclose(rv, [0.9 * 1 + 0.1 * 2.0])
@@ -101,34 +110,39 @@ def test_batch_norm_training_output_has_zero_mean_and_unit_variance_per_channel(
     np.testing.assert_allclose(per_channel.var(axis=1), var_x / (var_x + eps), rtol=1e-10)
 
 
-# -- gradients -------------------------------------------------------------------------------------
+# -- the property tests ---------------------------------------------------------------------------
 
-@SETTINGS
-@given(bn_shapes(), seeds, st.booleans())
-def test_batch_norm_gradcheck(shape, seed, training):
-    x, gamma, beta, rm, rv = bn_problem(shape, seed)
-    inputs = [mr.Tensor(a, requires_grad=True) for a in (x, gamma, beta)]
-    # No running stats in training: gradcheck calls fn many times and should not move them.
-    stats = (None, None) if training else (rm, rv)
-    with mr.reference_ops():
-        assert mr.gradcheck(lambda x, g, b: F.batch_norm(x, g, b, *stats, training=training), *inputs)
+def batch_norm_oracle(x, weight, bias, **params):
+    return oracles.batch_norm(x, weight, bias, **params)[0]
+
+
+def test_batch_norm_check_backward(device, impl):
+    # Forward against the per-channel loop, gradients of x, gamma and beta against central
+    # differences, both layouts, float32 against float64: training and eval, (N, C) and NCHW.
+    mt.check_backward(F.batch_norm, mt.batch_norm_cases(), oracle=batch_norm_oracle,
+                      max_examples=EXAMPLES, device=device)
+
+
+def test_batch_norm_is_invariant_to_shift_and_scale_per_channel(impl):
+    mt.check_batch_norm_invariance(F.batch_norm, max_examples=EXAMPLES)
 
 
 @pytest.mark.parametrize("training", [True, False])
 def test_batch_norm_backward_matches_derivative_of_formula(device, impl, training):
     # Analytic gradients on the device against central differences of the float64 oracle.
     x, gamma, beta, rm, rv = bn_problem((3, 2, 2, 3), 0)
-    fn = lambda x, g, b: F.batch_norm(x, g, b, on_layout(device, rm.copy()), on_layout(device, rv.copy()),
-                                      training=training)
+    fn = lambda x, g, b: F.batch_norm(x, g, b, on_layout(device, rm.copy()),
+                                      on_layout(device, rv.copy()), training=training)
     _, grads, gy = forward_backward(fn, [leaf(a, device) for a in (x, gamma, beta)])
-    expected = oracles.numeric_grad(lambda x, g, b: oracles.batch_norm(x, g, b, rm, rv, training)[0],
-                                    [x, gamma, beta], gy)
+    expected = oracles.numeric_grad(
+        lambda x, g, b: oracles.batch_norm(x, g, b, rm, rv, training)[0], [x, gamma, beta], gy)
     for got, want in zip(grads, expected):
         np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
 
 
 class BatchNormMissingTerm(BatchNorm):
-    """BatchNorm whose training backward omits one term of dx (``drop``), to test the gradcheck itself.
+    """BatchNorm whose training backward omits one term of dx (``drop``), to test the gradcheck
+    itself.
 
     dx = gamma * invstd * (g - xhat * dgamma / M - dbeta / M), written out here per channel.
     """
@@ -174,47 +188,35 @@ def test_gradcheck_catches_batch_norm_backward_missing_a_term(drop):
 
 def test_sum_based_check_misses_the_dropped_dgamma_term():
     # With upstream gradient all ones, dgamma = sum(xhat) = 0, so the dropped term is zero, and
-    # d sum(y)/dx = 0 both numerically and analytically: a check of sum(y) passes the broken backward.
+    # d sum(y)/dx = 0 both numerically and analytically: a check of sum(y) passes the broken
+    # backward.
     x, gamma, beta = bn_leaves()
     fn = batch_norm_missing("xhat * dgamma / M")
     y = fn(x, gamma, beta)
     y.backward(np.ones(y.shape))
     analytic = x.grad
-    numeric = oracles.numeric_grad(lambda x: fn(mr.Tensor(x), gamma.detach(), beta.detach()).data,
-                                   [x.data], np.ones(y.shape))[0]
+    numeric = oracles.numeric_grad(
+        lambda x: fn(mr.Tensor(x), gamma.detach(), beta.detach()).data, [x.data],
+        np.ones(y.shape))[0]
     np.testing.assert_allclose(numeric, 0.0, atol=1e-6)
     np.testing.assert_allclose(analytic, numeric, atol=1e-6)  # the sum-based check is satisfied...
     with pytest.raises(mr.GradcheckError):                    # ...the random-contraction one is not
         mr.gradcheck(fn, x, gamma, beta)
 
 
-# -- layout, dtype ---------------------------------------------------------------------------------
+# -- layout and dtype of the running statistics ----------------------------------------------------
 
 @pytest.mark.parametrize("training", [True, False])
-@pytest.mark.parametrize("x_layout", LAYOUTS)
-@pytest.mark.parametrize("gy_layout", LAYOUTS)
-def test_batch_norm_same_numbers_for_nchw_and_channel_major_arrays(device, impl, training, x_layout, gy_layout):
-    x, gamma, beta, rm, rv = bn_problem((3, 4, 5, 2), 0)
-
-    def run(dev, x_lay, gy_lay):
-        stats = [on_layout(dev, rm.copy()), on_layout(dev, rv.copy())]
-        fn = lambda x, g, b: F.batch_norm(x, g, b, *stats, training=training)
-        y, grads, _ = forward_backward(fn, [leaf(x, dev, x_lay), leaf(gamma, dev), leaf(beta, dev)], gy_layout=gy_lay)
-        return [y, *grads, *map(mr.backend.as_numpy, stats)]
-
-    for got, want in zip(run(device, x_layout, gy_layout), run("cpu", "nchw", "nchw")):
-        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
-
-
-@pytest.mark.parametrize("training", [True, False])
-def test_batch_norm_float32_stays_float32(device, impl, training):
+def test_batch_norm_running_stats_in_float32_and_channel_major(impl, training):
+    # check_backward covers the output and gradients; the running statistics are updated in place.
     x, gamma, beta, rm, rv = (a.astype(np.float32) for a in bn_problem((4, 3, 2, 2), 0))
-    rm_dev, rv_dev = on_layout(device, rm), on_layout(device, rv)
-    fn = lambda x, g, b: F.batch_norm(x, g, b, rm_dev, rv_dev, training=training)
-    y, grads, _ = forward_backward(fn, [leaf(a, device) for a in (x, gamma, beta)])
-    assert y.dtype == np.float32 and all(g.dtype == np.float32 for g in grads)
+    rm_dev, rv_dev = rm.copy(), rv.copy()
+    F.batch_norm(leaf(x, "cpu", "channel_major"), leaf(gamma), leaf(beta), rm_dev, rv_dev,
+                 training=training)
+    _, rm_ref, rv_ref = oracles.batch_norm(x, gamma, beta, rm, rv, training)
     assert rm_dev.dtype == np.float32 and rv_dev.dtype == np.float32
-    np.testing.assert_allclose(y, oracles.batch_norm(x, gamma, beta, rm, rv, training)[0], rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(rm_dev, rm_ref, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(rv_dev, rv_ref, rtol=1e-5, atol=1e-6)
 
 
 # -- bad input -------------------------------------------------------------------------------------
@@ -223,18 +225,23 @@ C = 3
 
 
 @pytest.mark.parametrize("x_shape, param_shapes, training, error, match", [
-    ((4, C, 2, 2), dict(weight=(C + 1,)), True, ValueError, r"weight must have shape \(3,\) for 3 channels"),
+    ((4, C, 2, 2), dict(weight=(C + 1,)), True, ValueError,
+     r"weight must have shape \(3,\) for 3 channels"),
     ((4, C, 2, 2), dict(bias=(C, 1)), True, ValueError, r"bias must have shape \(3,\)"),
-    ((4, C, 2, 2), dict(running_mean=(C - 1,)), True, ValueError, r"running_mean must have shape \(3,\)"),
-    ((4, C, 2, 2), dict(running_var=(1,)), False, ValueError, r"running_var must have shape \(3,\)"),
+    ((4, C, 2, 2), dict(running_mean=(C - 1,)), True, ValueError,
+     r"running_mean must have shape \(3,\)"),
+    ((4, C, 2, 2), dict(running_var=(1,)), False, ValueError,
+     r"running_var must have shape \(3,\)"),
     ((4, C, 2), {}, True, ValueError, r"x must be \(N, C\) or \(N, C, H, W\)"),
     ((1, C), {}, True, ValueError, r"training needs more than one value per channel"),
     ((1, C, 1, 1), {}, True, ValueError, r"training needs more than one value per channel"),
 ])
-def test_batch_norm_rejects_bad_shapes_before_computing(monkeypatch, x_shape, param_shapes, training, error, match):
+def test_batch_norm_rejects_bad_shapes_before_computing(monkeypatch, x_shape, param_shapes,
+                                                        training, error, match):
     forbid_forward(monkeypatch, BatchNorm)
     shapes = dict(weight=(C,), bias=(C,), running_mean=(C,), running_var=(C,)) | param_shapes
-    weight, bias = (mr.Tensor(np.ones(shapes[k]), requires_grad=True) for k in ("weight", "bias"))
+    weight, bias = (mr.Tensor(np.ones(shapes[k]), requires_grad=True)
+                    for k in ("weight", "bias"))
     rm, rv = np.zeros(shapes["running_mean"]), np.ones(shapes["running_var"])
     with pytest.raises(error, match=match):
         F.batch_norm(mr.Tensor(np.ones(x_shape)), weight, bias, rm, rv, training=training)
@@ -257,4 +264,5 @@ def test_batch_norm_eval_needs_running_stats(monkeypatch):
 def test_batch_norm_rejects_momentum_outside_unit_interval(monkeypatch):
     forbid_forward(monkeypatch, BatchNorm)
     with pytest.raises(ValueError, match=r"momentum must be in \[0, 1\]"):
-        F.batch_norm(mr.Tensor(np.ones((4, 2))), None, None, np.zeros(2), np.ones(2), training=True, momentum=1.5)
+        F.batch_norm(mr.Tensor(np.ones((4, 2))), None, None, np.zeros(2), np.ones(2),
+                     training=True, momentum=1.5)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 LESSONS_DIR = Path(__file__).resolve().parents[2] / "lessons"
-LESSONS = sorted(LESSONS_DIR.glob("[0-9][0-9]_*.py"))
+LESSONS = sorted(LESSONS_DIR.glob("[0-9][0-9]*_*.py"))  # 03b_...: after 03
 MISSING = [
     name
     for name in ("jupytext", "nbconvert", "ipykernel")
