@@ -1,4 +1,5 @@
-"""python -m benchmarks [conv|bn|step|infer|memory|winograd|load|all] [--repeats N] [--quick] [--device cpu|gpu]
+"""python -m benchmarks [conv|bn|step|infer|memory|winograd|load|all] [--repeats N] [--quick]
+                       [--device cpu|gpu]
 
 Prints, as markdown, the machine and versions, one table per family, and the project's speed goals
 (minires/torch ratios against their targets). ``--update-readme`` also writes that block into
@@ -20,13 +21,16 @@ def parse_args(argv=None):
     p.add_argument("family", nargs="?", default="all", choices=FAMILIES + ("all",))
     p.add_argument("--repeats", type=int, default=None,
                    help="timed rounds per row; the row reports the median (default 10, --quick 3)")
-    p.add_argument("--quick", action="store_true", help="batch 8, few repeats: a smoke test, not figures")
+    p.add_argument("--quick", action="store_true",
+                   help="batch 8, few repeats: a smoke test, not figures")
     p.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
     p.add_argument("--threads", type=int, default=2,
                    help="BLAS/OpenMP threads for NumPy and PyTorch alike (default 2)")
-    p.add_argument("--json", metavar="PATH", help="also save the machine and every raw timing as JSON")
+    p.add_argument("--json", metavar="PATH",
+                   help="also save the machine and every raw timing as JSON")
     p.add_argument("--update-readme", action="store_true",
-                   help="write the printed block into benchmarks/README.md between the results markers")
+                   help="write the printed block into benchmarks/README.md between the results "
+                        "markers")
     return p.parse_args(argv)
 
 
@@ -40,13 +44,15 @@ def set_threads(n):
     if "numpy" in sys.modules:
         print("warning: NumPy was imported before the thread count was set; "
               "its BLAS may use another thread count", file=sys.stderr)
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "MINIRES_NUM_THREADS"):
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+                "MINIRES_NUM_THREADS"):
         os.environ[var] = str(n)
 
 
 def goals_table(goals):
     from .harness import Table
-    t = Table("Speed goals: minires/torch, medians of this run", ["goal", "minires/torch", "target", "met"])
+    t = Table("Speed goals: minires/torch, medians of this run",
+              ["goal", "minires/torch", "target", "met"])
     for label, ratio, target in goals:
         met = "—" if ratio is None else ("yes" if ratio <= target else "no")
         t.rows.append([label, "—" if ratio is None else f"{ratio:.2f}x", f"<= {target:g}x", met])
@@ -68,13 +74,17 @@ def main(argv=None):
     args = parse_args(argv)
     set_threads(args.threads)
     from . import harness
+    from minires.fast import tune_allocator
+    # Where a run starts, as in ``python -m minires``: glibc keeps freed memory for reuse
+    # (minires/fast/memory.py), for PyTorch too, and in the probes' fresh processes.
+    tune_allocator()
     cfg = harness.Config(device=args.device, quick=args.quick, threads=args.threads,
                          repeats=args.repeats or (3 if args.quick else 10))
     if cfg.device == "gpu":
         note = harness.gpu_note()
         if note:
-            print(f"GPU figures skipped: {note}. Nothing was measured; run on a machine with a CUDA GPU "
-                  "and CuPy (pip install 'minires[gpu]').")
+            print(f"GPU figures skipped: {note}. Nothing was measured; run on a machine with a "
+                  "CUDA GPU and CuPy (pip install 'minires[gpu]').")
             return 0
     torch, _ = harness.load_torch(cfg)
     info = harness.machine_info(cfg, torch)

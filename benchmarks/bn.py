@@ -19,8 +19,8 @@ from minires.fast.blocked_norm import BlockedBatchNorm
 
 from . import references as ref
 from .conv import channel_major
-from .harness import (Case, Device, assert_close, load_torch, median_ratio, reference_mode, time_interleaved,
-                      timing_table, to_numpy, torch_device, torch_sync)
+from .harness import (Case, Device, assert_close, load_torch, median_ratio, reference_mode,
+                      time_interleaved, timing_table, to_numpy, torch_device, torch_sync)
 
 SHAPES = [(128, 16, 32, 32)]
 QUICK_SHAPES = [(8, 16, 32, 32)]
@@ -38,7 +38,7 @@ def make_inputs(shape, seed=0):
 
 
 class EinsumBatchNorm(BlockedBatchNorm):
-    """minires's fast batch norm with its per-channel sums of products taken by einsum (a running sum)."""
+    """minires's fast batch norm with its per-channel sums of products by einsum (a running sum)."""
 
     @staticmethod
     def row_dots(a, b):
@@ -52,7 +52,8 @@ def minires_fn(dev, x, gamma, beta, gy, op=None):
     """
     C = x.shape[1]
     xt = mr.Tensor(channel_major(dev.xp, dev.put(x)), requires_grad=True)
-    gt, bt = mr.Tensor(dev.put(gamma), requires_grad=True), mr.Tensor(dev.put(beta), requires_grad=True)
+    gt = mr.Tensor(dev.put(gamma), requires_grad=True)
+    bt = mr.Tensor(dev.put(beta), requires_grad=True)
     rm, rv = dev.xp.zeros(C, dtype=x.dtype), dev.xp.ones(C, dtype=x.dtype)
     g = channel_major(dev.xp, dev.put(gy))
 
@@ -98,7 +99,8 @@ def check(shape, dev, torch=None, cfg=None):
     """Assert that every implementation gives minires's y, dx, dgamma and dbeta."""
     args = make_inputs(shape)
     want = minires_fn(dev, *args)()
-    others = [("DeZero-style", dezero_fn(dev, *args)), ("minires reference", reference_mode(minires_fn(dev, *args))),
+    others = [("DeZero-style", dezero_fn(dev, *args)),
+              ("minires reference", reference_mode(minires_fn(dev, *args))),
               ("minires einsum sums", minires_fn(dev, *args, op=EinsumBatchNorm))]
     if torch is not None:
         others.append(("torch", torch_fn(torch, cfg, *args)))
@@ -110,10 +112,12 @@ def check(shape, dev, torch=None, cfg=None):
 
 
 def float32_errors(dev, args):
-    """{column: median over elements of |dx - dx_float64| / max|dx_float64|}, dx_float64 from the reference."""
+    """{column: median over elements of |dx - dx_float64| / max|dx_float64|}, dx_float64 from the
+    reference."""
     with mr.reference_ops():
         want = to_numpy(minires_fn(Device("cpu"), *(a.astype(np.float64) for a in args))()[1])
-    fns = {"minires": minires_fn(dev, *args), "minires einsum sums": minires_fn(dev, *args, op=EinsumBatchNorm),
+    fns = {"minires": minires_fn(dev, *args),
+           "minires einsum sums": minires_fn(dev, *args, op=EinsumBatchNorm),
            "minires reference": reference_mode(minires_fn(dev, *args))}
     return {name: float(np.median(np.abs(to_numpy(fn()[1]) - want))) / float(np.max(np.abs(want)))
             for name, fn in fns.items()}
@@ -138,8 +142,8 @@ def run(cfg):
         work = f"batch norm N{N} {C}ch {H}x{W}, fwd+bwd"
         rows.append((work, time_interleaved(cases, cfg.repeats)))
         errors.append((work, float32_errors(dev, args)))
-    notes = ["Training mode (batch statistics, running statistics updated); each implementation was "
-             "first checked against minires (y, dx, dgamma, dbeta)."]
+    notes = ["Training mode (batch statistics, running statistics updated); each implementation "
+             "was first checked against minires (y, dx, dgamma, dbeta)."]
     for work, errs in errors:
         notes.append(f"float32 error of dx against float64 ({work}; median |error| / max |dx|): "
                      + ", ".join(f"{name} {e:.1e}" for name, e in errs.items()))
@@ -147,6 +151,7 @@ def run(cfg):
         notes.append(torch_note)
     table = timing_table(f"Batch norm ({cfg.device})", rows, impls,
                          ratios=[("minires", "torch"), ("minires", "minires einsum sums"),
-                                 ("minires reference", "minires"), ("DeZero-style", "torch")], notes=notes)
+                                 ("minires reference", "minires"), ("DeZero-style", "torch")],
+                         notes=notes)
     goals = [(work, median_ratio(times, "minires", "torch"), 2.0) for work, times in rows]
     return [table], goals

@@ -1,4 +1,5 @@
-"""Convolution, forward + backward: naive loops, classic im2col, minires (reference and fast), PyTorch.
+"""Convolution, forward + backward: naive loops, classic im2col, minires (reference and fast),
+PyTorch.
 
 The shapes: 3x3, stride 1, padding 1, C_in = C_out, the three stages of a CIFAR ResNet
 at batch 128. One call = forward, then backward with a fixed random upstream gradient, giving
@@ -7,8 +8,8 @@ dx and dw (no bias, as in ResNet).
 Layouts are the ones each implementation sees inside its own network: minires gets x and dy as
 channel-major NCHW views (what its batch norm and ReLU produce, see minires/functional/layout.py);
 the classic im2col and PyTorch get C-contiguous NCHW arrays. "minires" is the default fast path
-(minires/fast/chunked_conv.py), "minires reference" the readable Conv2d of minires/functional/conv.py:
-the price of readability, measured.
+(minires/fast/chunked_conv.py), "minires reference" the readable Conv2d of
+minires/functional/conv.py: the price of readability, measured.
 """
 import numpy as np
 
@@ -16,8 +17,8 @@ import minires as mr
 from minires import functional as F
 
 from . import references as ref
-from .harness import (Case, Device, assert_close, load_torch, median_ratio, reference_mode, time_interleaved,
-                      timing_table, torch_device, torch_sync)
+from .harness import (Case, Device, assert_close, load_torch, median_ratio, reference_mode,
+                      time_interleaved, timing_table, torch_device, torch_sync)
 
 SHAPES = [(128, 16, 32, 32), (128, 32, 16, 16), (128, 64, 8, 8)]
 NAIVE_IMAGES = 8   # the naive loop is timed on this many images and scaled to the batch
@@ -26,7 +27,8 @@ QUICK_BATCH, QUICK_NAIVE_IMAGES = 8, 1
 
 
 def channel_major(xp, a):
-    """The same values as ``a`` (N, C, ...), laid out as minires's activations: a view of (C, N, ...)."""
+    """The same values as ``a`` (N, C, ...), laid out as minires's activations: a view of
+    (C, N, ...)."""
     return xp.ascontiguousarray(a.swapaxes(0, 1)).swapaxes(0, 1)
 
 
@@ -129,15 +131,18 @@ def run(cfg):
         rows.append((work, time_interleaved(cases, cfg.repeats)))
     notes = [f"naive (est.): the four-loop definition timed on {n_naive} image(s), median of "
              f"{NAIVE_REPEATS} runs, multiplied by N / {n_naive} (its cost is linear in N).",
-             "Each implementation was first checked against minires (y, dx, dw) on the same inputs.",
+             "Each implementation was first checked against minires (y, dx, dw) on the same "
+             "inputs.",
              "minires reference: the readable Conv2d (whole-batch im2col, one GEMM, col2im) that "
              "MINIRES_OPS=reference runs; minires: its fast twin, the default."]
     if dev.name == "gpu":
-        notes[0] = "naive: not run on the GPU (a Python loop per element would time kernel launches)."
+        notes[0] = ("naive: not run on the GPU (a Python loop per element would time kernel "
+                    "launches).")
     if torch_note:
         notes.append(torch_note)
     table = timing_table(f"Convolution ({cfg.device})", rows, impls,
-                         ratios=[("minires", "torch"), ("minires reference", "minires"), ("classic im2col", "torch")],
+                         ratios=[("minires", "torch"), ("minires reference", "minires"),
+                                 ("classic im2col", "torch")],
                          notes=notes)
     goals = [(work, median_ratio(times, "minires", "torch"), 2.0) for work, times in rows]
     return [table], goals

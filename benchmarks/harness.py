@@ -131,7 +131,8 @@ def run_fresh(module, args, what):
     last output line (``what`` names the probe in the error raised if it fails)."""
     import subprocess
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
+    path = os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))
+    env = dict(os.environ, PYTHONPATH=path)
     done = subprocess.run([sys.executable, "-m", f"benchmarks.{module}", *map(str, args)],
                           capture_output=True, text=True, env=env, cwd=root)
     if done.returncode != 0:
@@ -140,7 +141,8 @@ def run_fresh(module, args, what):
 
 
 def reference_mode(fn):
-    """``fn`` run on minires's reference ops (``minires.reference_ops()``), for the "minires reference" column."""
+    """``fn`` run on minires's reference ops (``minires.reference_ops()``), for the "minires
+    reference" column."""
     import minires
 
     def run():
@@ -179,8 +181,8 @@ def assert_close(what, got, want, rtol=1e-4):
     if not err <= rtol * max(scale, 1e-30):
         idx = tuple(int(i) for i in np.unravel_index(np.argmax(np.abs(got - want)), got.shape))
         raise AssertionError(f"{what}: max abs difference {err:.3g} at index {idx} "
-                             f"(got {got[idx]:.6g}, want {want[idx]:.6g}) exceeds {rtol:g} x max|want| = "
-                             f"{rtol * scale:.3g}")
+                             f"(got {got[idx]:.6g}, want {want[idx]:.6g}) exceeds {rtol:g} x "
+                             f"max|want| = {rtol * scale:.3g}")
 
 
 # -- tables ----------------------------------------------------------------------------------------
@@ -260,9 +262,12 @@ def machine_info(cfg, torch=None):
         "nproc": m["cores"],
         "python": m["python"],
         "numpy": m["numpy"],
-        "blas": f"{b['library']} {b['version']}" + (f", {b['kernel']} kernel" if b["kernel"] else ""),
-        "threads": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "MINIRES_NUM_THREADS")},
-        "torch": None if torch is None else f"{torch.__version__} ({torch.get_num_threads()} threads)",
+        "blas": f"{b['library']} {b['version']}"
+                + (f", {b['kernel']} kernel" if b["kernel"] else ""),
+        "threads": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                                                   "MKL_NUM_THREADS", "MINIRES_NUM_THREADS")},
+        "torch": None if torch is None
+                 else f"{torch.__version__} ({torch.get_num_threads()} threads)",
         "device": cfg.device,
         "command": "python -m benchmarks " + " ".join(sys.argv[1:]),
     }
@@ -277,7 +282,8 @@ def machine_info(cfg, torch=None):
 
 def machine_markdown(info):
     lines = [f"- date: {info['date']}",
-             f"- machine: {info['cpu']} ({', '.join(info['isa']) or 'ISA unknown'}), {info['nproc']} cores available",
+             f"- machine: {info['cpu']} ({', '.join(info['isa']) or 'ISA unknown'}), "
+             f"{info['nproc']} cores available",
              f"- python {info['python']}, numpy {info['numpy']} (BLAS: {info['blas']}), "
              f"torch {info['torch'] or 'not installed'}",
              "- threads: " + ", ".join(f"{k}={v}" for k, v in info["threads"].items()),

@@ -1,9 +1,10 @@
 """Inference: eval-mode forward without a graph (``no_grad``), batch 128, minires vs PyTorch."""
 import minires as mr
 
-from .harness import (Case, Device, assert_close, load_torch, median_ratio, reference_mode, time_interleaved,
-                      torch_device, torch_sync)
-from .step import BATCH, MODELS, QUICK_BATCH, depth_of, make_batch, minires_model, model_table, torch_model
+from .harness import (Case, Device, assert_close, load_torch, median_ratio, reference_mode,
+                      time_interleaved, torch_device, torch_sync)
+from .step import (BATCH, MODELS, QUICK_BATCH, depth_of, make_batch, minires_model, model_table,
+                   torch_model)
 
 
 def prepared_models(name, dev, torch, cfg, images):
@@ -43,16 +44,20 @@ def run(cfg):
     for name in MODELS:
         mm, tm = prepared_models(name, dev, torch, cfg, images)
         cases = [Case("minires", minires_fn(mm, dev, images), dev.sync, warmup=2),
-                 Case("minires reference", reference_mode(minires_fn(mm, dev, images)), dev.sync, warmup=2)]
+                 Case("minires reference", reference_mode(minires_fn(mm, dev, images)), dev.sync,
+                      warmup=2)]
         assert_close(f"{name} eval logits, reference ops", cases[1].fn(), cases[0].fn(), rtol=1e-4)
         if tm is not None:
-            cases.append(Case("torch", torch_fn(torch, cfg, tm, images), torch_sync(torch, cfg), warmup=2))
+            cases.append(Case("torch", torch_fn(torch, cfg, tm, images), torch_sync(torch, cfg),
+                              warmup=2))
             assert_close(f"{name} eval logits", cases[0].fn(), cases[2].fn(), rtol=1e-3)
         times = time_interleaved(cases, cfg.repeats)
         rows.append((f"ResNet-{depth_of(name)} forward", times))
-        goals.append((f"ResNet-{depth_of(name)} inference", median_ratio(times, "minires", "torch"), 1.5))
+        goals.append((f"ResNet-{depth_of(name)} inference",
+                      median_ratio(times, "minires", "torch"), 1.5))
     notes = ["Same weights and running statistics in both; eval logits compared before timing.",
              "minires reference: the same model on the reference ops (MINIRES_OPS=reference)."]
     if torch_note:
         notes.append(torch_note)
-    return [model_table(f"Inference (eval, no_grad), batch {batch}, 32x32 ({cfg.device})", rows, batch, notes)], goals
+    title = f"Inference (eval, no_grad), batch {batch}, 32x32 ({cfg.device})"
+    return [model_table(title, rows, batch, notes)], goals

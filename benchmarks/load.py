@@ -50,7 +50,8 @@ def probe(impl, work, name, batch, threads, repeats):
     else:
         images, _ = S.make_batch(batch, seed=1)
         mm, tm = I.prepared_models(name, dev, torch, cfg, images)
-        fn = I.minires_fn(mm, dev, images) if impl == "minires" else I.torch_fn(torch, cfg, tm, images)
+        fn = (I.minires_fn(mm, dev, images) if impl == "minires"
+              else I.torch_fn(torch, cfg, tm, images))
     for _ in range(2):
         fn()
     before = thread_cpu_seconds()
@@ -61,13 +62,16 @@ def probe(impl, work, name, batch, threads, repeats):
         times.append(time.perf_counter() - t0)
     after = thread_cpu_seconds()
     # Threads Python did not start are the libraries' own pools (OpenBLAS's for minires; for
-    # PyTorch its OpenMP workers, which do its work): a BLAS thread that spins between calls shows here.
-    other = sum(cpu - before.get(tid, (0.0, False))[0] for tid, (cpu, python) in after.items() if not python)
+    # PyTorch its OpenMP workers, which do its work): a BLAS thread that spins between calls shows
+    # here.
+    other = sum(cpu - before.get(tid, (0.0, False))[0]
+                for tid, (cpu, python) in after.items() if not python)
     return {"median": statistics.median(times), "times": times, "other_threads_cpu": other}
 
 
 def thread_cpu_seconds():
-    """{thread id: (CPU seconds so far, started by Python?)} for this process's threads (Linux; else {})."""
+    """{thread id: (CPU seconds so far, started by Python?)} for this process's threads (Linux;
+    else {})."""
     import threading
     python = {t.native_id for t in threading.enumerate()}
     tick, out = os.sysconf("SC_CLK_TCK"), {}
@@ -81,17 +85,19 @@ def thread_cpu_seconds():
                 fields = f.read().rsplit(")", 1)[1].split()
         except OSError:  # the thread ended meanwhile
             continue
-        out[int(tid)] = ((int(fields[11]) + int(fields[12])) / tick, int(tid) in python)  # utime + stime
+        utime_stime = int(fields[11]) + int(fields[12])
+        out[int(tid)] = (utime_stime / tick, int(tid) in python)
     return out
 
 
 def _run_probe(impl, work, name, batch, cfg, repeats):
     return run_fresh("load", ["--probe", impl, "--work", work, "--model", name, "--batch", batch,
-                              "--threads", cfg.threads, "--repeats", repeats], f"load probe {impl} {work} {name}")
+                              "--threads", cfg.threads, "--repeats", repeats],
+                     f"load probe {impl} {work} {name}")
 
 
 class BusyProcess:
-    """One other process that keeps one core busy (a pure-Python loop) while the ``with`` body runs."""
+    """One other process that keeps one core busy (a Python loop) while the ``with`` body runs."""
 
     def __enter__(self):
         self.proc = subprocess.Popen([sys.executable, "-c", "while True: pass"])
@@ -109,7 +115,8 @@ def _measure(impls, works, batch, cfg, fresh, repeats):
     for _ in range(fresh):
         for work, name in works:
             for impl in impls:
-                out.setdefault((impl, work, name), []).append(_run_probe(impl, work, name, batch, cfg, repeats))
+                probe = _run_probe(impl, work, name, batch, cfg, repeats)
+                out.setdefault((impl, work, name), []).append(probe)
     return out
 
 
@@ -135,18 +142,20 @@ def run(cfg):
         header += [f"{impl} idle", f"{impl} spread", f"{impl} busy/idle"]
     if torch is not None:
         header.append("minires/torch idle")
-    table = Table(f"Under load: batch {batch}, 32x32, {cfg.threads} threads; idle = median of {fresh} fresh "
-                  f"processes, spread = their max/min, busy = beside one busy process ({busy_fresh} fresh "
-                  f"processes)", header)
+    table = Table(f"Under load: batch {batch}, 32x32, {cfg.threads} threads; idle = median of "
+                  f"{fresh} fresh processes, spread = their max/min, busy = beside one busy "
+                  f"process ({busy_fresh} fresh processes)", header)
     goals, blas_cpu = [], 0.0
     for work, name in works:
-        label = f"ResNet-{name.removeprefix('resnet')} {'SGD step' if work == 'step' else 'forward'}"
+        net = f"ResNet-{name.removeprefix('resnet')}"
+        label = f"{net} {'SGD step' if work == 'step' else 'forward'}"
         row, fig = [label], {}
         for impl in impls:
             runs = _medians(idle[(impl, work, name)])
             fig[impl] = {"idle": median(runs), "spread": max(runs) / min(runs),
                          "busy": median(_medians(busy[(impl, work, name)])) / median(runs)}
-            row += [fmt_ms(fig[impl]["idle"]), f"{fig[impl]['spread']:.2f}x", f"{fig[impl]['busy']:.2f}x"]
+            row += [fmt_ms(fig[impl]["idle"]), f"{fig[impl]['spread']:.2f}x",
+                    f"{fig[impl]['busy']:.2f}x"]
         if torch is not None:
             row.append(f"{fig['minires']['idle'] / fig['torch']['idle']:.2f}x")
         table.rows.append(row)
@@ -154,19 +163,21 @@ def run(cfg):
                             for impl in impls for cond in ("idle", "busy")}
         blas_cpu += sum(p["other_threads_cpu"] for p in idle[("minires", work, name)])
         what = "training step" if work == "step" else "inference"
-        goals.append((f"ResNet-{name.removeprefix('resnet')} {what} spread over fresh processes",
-                      fig["minires"]["spread"], 1.2))
-        goals.append((f"ResNet-{name.removeprefix('resnet')} {what} busy/idle", fig["minires"]["busy"], 1.6))
+        goals.append((f"{net} {what} spread over fresh processes", fig["minires"]["spread"], 1.2))
+        goals.append((f"{net} {what} busy/idle", fig["minires"]["busy"], 1.6))
         if torch is not None:
-            goals.append((f"ResNet-{name.removeprefix('resnet')} {what} busy/idle against torch's",
+            goals.append((f"{net} {what} busy/idle against torch's",
                           fig["minires"]["busy"] / fig["torch"]["busy"], 1.0))
-    table.notes.append(f"Each probe: a fresh interpreter, two warm-up calls, the median of {repeats} timed calls. "
-                       "The busy process is a pure-Python loop on one core, started before and killed after "
-                       "the busy probes.")
-    table.notes.append(f"minires: CPU time of the threads Python did not start (the BLAS library's own pool) "
-                       f"during all idle timed calls: {blas_cpu:.2f} s. Inside its chunks minires holds BLAS to "
-                       "one thread; only a convolution whose whole batch fits in one chunk (small batches) runs its "
-                       "GEMM on BLAS's threads. At batch 128, 0 means no BLAS thread ran or spun beside minires's.")
+    table.notes.append(
+        f"Each probe: a fresh interpreter, two warm-up calls, the median of {repeats} timed "
+        "calls. The busy process is a pure-Python loop on one core, started before and killed "
+        "after the busy probes.")
+    table.notes.append(
+        "minires: CPU time of the threads Python did not start (the BLAS library's own pool) "
+        f"during all idle timed calls: {blas_cpu:.2f} s. Inside its chunks minires holds BLAS to "
+        "one thread; only a convolution whose whole batch fits in one chunk (small batches) runs "
+        "its GEMM on BLAS's threads. At batch 128, 0 means no BLAS thread ran or spun beside "
+        "minires's.")
     if torch_note:
         table.notes.append(torch_note)
     return [table], goals
@@ -181,6 +192,8 @@ def main():
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--repeats", type=int, default=PROBE_REPEATS)
     a = p.parse_args()
+    from minires.fast import tune_allocator
+    tune_allocator()  # as in every run before (minires/fast/memory.py): glibc keeps freed memory
     print(json.dumps(probe(a.probe, a.work, a.model, a.batch, a.threads, a.repeats)))
 
 

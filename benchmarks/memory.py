@@ -50,7 +50,7 @@ def _reset_peak():
 
 
 def probe(impl, name, batch, device, threads):
-    """Run in a fresh process: measure one training step of ``impl`` and return the figures in bytes."""
+    """Run in a fresh process: measure one training step of ``impl``; the figures in bytes."""
     from . import step as S
     from .harness import Device, load_torch
     cfg = Config(device=device, threads=threads)
@@ -113,8 +113,9 @@ def _probe_gpu(impl, step, dev):
 
 def _run_probe(impl, name, batch, cfg):
     """Start a fresh interpreter for one probe; return its figures (or raise with its stderr)."""
-    return run_fresh("memory", ["--probe", impl, "--model", name, "--batch", batch, "--device", cfg.device,
-                                "--threads", cfg.threads], f"memory probe {impl} {name}")
+    return run_fresh("memory", ["--probe", impl, "--model", name, "--batch", batch,
+                                "--device", cfg.device, "--threads", cfg.threads],
+                     f"memory probe {impl} {name}")
 
 
 def run(cfg):
@@ -126,10 +127,11 @@ def run(cfg):
     batch = 8 if cfg.quick else 128
     runs = 1 if cfg.quick else max(1, min(cfg.repeats, 3))
     unit = "device pool" if cfg.device == "gpu" else "RSS"
-    table = Table(f"Peak memory of one training step, batch {batch} ({cfg.device}, {unit}, MiB, median of {runs} "
-                  f"fresh processes)",
+    table = Table(f"Peak memory of one training step, batch {batch} ({cfg.device}, {unit}, MiB, "
+                  f"median of {runs} fresh processes)",
                   ["work", "minires step peak", "torch step peak", "minires/torch",
-                   "minires transient", "torch transient", "minires process peak", "torch process peak"])
+                   "minires transient", "torch transient", "minires process peak",
+                   "torch process peak"])
     goals = []
     for name in QUICK_MODELS if cfg.quick else MODELS:
         results = {impl: [] for impl in impls}
@@ -143,13 +145,16 @@ def run(cfg):
             if impl not in fig:
                 return "—"
             f = fig[impl]
-            v = {"step": f["peak"] - f["base"], "transient": f["peak"] - f["before"], "process": f["peak"]}[what]
+            v = {"step": f["peak"] - f["base"], "transient": f["peak"] - f["before"],
+                 "process": f["peak"]}[what]
             return f"{v:,.0f}"
         ratio = None
         if "torch" in fig:
-            ratio = (fig["minires"]["peak"] - fig["minires"]["base"]) / (fig["torch"]["peak"] - fig["torch"]["base"])
-        table.rows.append([f"ResNet-{name.removeprefix('resnet')} training step", cell("minires", "step"),
-                           cell("torch", "step"), "—" if ratio is None else f"{ratio:.2f}x",
+            ratio = ((fig["minires"]["peak"] - fig["minires"]["base"])
+                     / (fig["torch"]["peak"] - fig["torch"]["base"]))
+        table.rows.append([f"ResNet-{name.removeprefix('resnet')} training step",
+                           cell("minires", "step"), cell("torch", "step"),
+                           "—" if ratio is None else f"{ratio:.2f}x",
                            cell("minires", "transient"), cell("torch", "transient"),
                            cell("minires", "process"), cell("torch", "process")])
         table.raw[name] = results
@@ -160,22 +165,26 @@ def run(cfg):
         table.notes.append("step peak = pool size reached during the step (CuPy total_bytes, torch "
                            "max_memory_reserved) after emptying the pool's cache.")
     else:
-        table.notes.append("step peak = peak RSS during the step minus RSS once model, batch and libraries are "
-                           "set up; transient = peak minus RSS just before the step; process peak = VmHWM "
-                           "(includes the interpreter and the libraries' code). See benchmarks/memory.py.")
+        table.notes.append("step peak = peak RSS during the step minus RSS once model, batch and "
+                           "libraries are set up; transient = peak minus RSS just before the step; "
+                           "process peak = VmHWM (includes the interpreter and the libraries' "
+                           "code). See benchmarks/memory.py.")
     if torch_note:
         table.notes.append(torch_note)
     return [table], goals
 
 
 def main():
-    p = argparse.ArgumentParser(description="one memory probe (used by python -m benchmarks memory)")
+    p = argparse.ArgumentParser(
+        description="one memory probe (used by python -m benchmarks memory)")
     p.add_argument("--probe", choices=["minires", "torch"], required=True)
     p.add_argument("--model", default="resnet20")
     p.add_argument("--batch", type=int, default=128)
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=2)
     a = p.parse_args()
+    from minires.fast import tune_allocator
+    tune_allocator()  # as in every run before (minires/fast/memory.py): glibc keeps freed memory
     print(json.dumps(probe(a.probe, a.model, a.batch, a.device, a.threads)))
 
 

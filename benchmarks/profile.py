@@ -31,7 +31,8 @@ GROUPS = [
 
 
 def group(samples):
-    """{group: percent of the samples} from the lines of ``perf script -F ip,sym,dso`` (one per sample).
+    """{group: percent of the samples} from the lines of ``perf script -F ip,sym,dso`` (one a
+    sample).
 
     oneDNN's kernels are generated at run time: perf finds them in /tmp/perf-PID.map."""
     shares = collections.Counter()
@@ -60,20 +61,25 @@ def steps(impl, n):
     t0 = time.perf_counter()
     for _ in range(n):
         fn()
-    print(f"{impl}: {(time.perf_counter() - t0) / n * 1e3:.0f} ms per ResNet-20 step", file=sys.stderr)
+    per_step = (time.perf_counter() - t0) / n
+    print(f"{impl}: {per_step * 1e3:.0f} ms per ResNet-20 step", file=sys.stderr)
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m benchmarks.profile", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m benchmarks.profile",
+                                description=__doc__.split("\n\n")[0])
     p.add_argument("impl", nargs="?", choices=["minires", "torch"])
     p.add_argument("steps", nargs="?", type=int, default=25)
-    p.add_argument("--group", metavar="SAMPLES", help="group the samples of a saved `perf script` output")
+    p.add_argument("--group", metavar="SAMPLES",
+                   help="group the samples of a saved `perf script` output")
     a = p.parse_args(argv)
     if a.group:
         with open(a.group) as f:
             for name, pct in group(f).items():
                 print(f"{pct:6.1f}%  {name}")
     elif a.impl:
+        from minires.fast import tune_allocator
+        tune_allocator()  # as in every run (minires/fast/memory.py): glibc keeps freed memory
         steps(a.impl, a.steps)
     else:
         p.error("give minires|torch STEPS, or --group SAMPLES")

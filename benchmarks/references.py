@@ -65,17 +65,19 @@ def conv2d_naive_backward(x, w, gy, stride=1, padding=0):
         for o in range(C_out):
             for p in range(OH):
                 for q in range(OW):
-                    rows, cols = slice(p * stride, p * stride + kh), slice(q * stride, q * stride + kw)
+                    rows = slice(p * stride, p * stride + kh)
+                    cols = slice(q * stride, q * stride + kw)
                     g = gy[n, o, p, q]
                     gw[o] += g * xpad[n, :, rows, cols]
                     gxpad[n, :, rows, cols] += g * w[o]
     return gxpad[:, :, padding:padding + H, padding:padding + W], gw
 
 
-# -- classic im2col: rows (N*OH*OW, C*kh*kw), a loop over kernel offsets ----------------------------
+# -- classic im2col: rows (N*OH*OW, C*kh*kw), a loop over kernel offsets ------------------------
 
 def im2col_rows(x, kh, kw, stride=1, padding=0):
-    """(N, C, H, W) -> (N*OH*OW, C*kh*kw): row (n, p, q) holds the window of output pixel (n, p, q)."""
+    """(N, C, H, W) -> (N*OH*OW, C*kh*kw): row (n, p, q) holds the window of output pixel
+    (n, p, q)."""
     xp = get_array_module(x)
     N, C, H, W = x.shape
     OH, OW = _out_size(H, kh, stride, padding), _out_size(W, kw, stride, padding)
@@ -103,7 +105,7 @@ def col2im_rows(col, x_shape, kh, kw, stride=1, padding=0):
 
 
 def classic_conv2d(x, w, stride=1, padding=0):
-    """Forward: y = rows @ W^T, viewed as (N, C_out, OH, OW). Returns (y, cache for the backward)."""
+    """Forward: y = rows @ W^T, viewed as (N, C_out, OH, OW). Returns (y, cache for backward)."""
     N, C, H, W = x.shape
     C_out, _, kh, kw = w.shape
     OH, OW = _out_size(H, kh, stride, padding), _out_size(W, kw, stride, padding)
@@ -123,7 +125,7 @@ def classic_conv2d_backward(gy, cache):
     return col2im_rows(gcol, x_shape, kh, kw, stride, padding), gw
 
 
-# -- DeZero-style batch norm: elementary ops on rows (N*H*W, C) -------------------------------------
+# -- DeZero-style batch norm: elementary ops on rows (N*H*W, C) ---------------------------------
 
 def dezero_batch_norm(x, gamma, beta, running_mean, running_var, momentum=0.1, eps=1e-5):
     """Training-mode per-channel batch norm; returns (y, cache). Updates the running statistics.

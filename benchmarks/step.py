@@ -1,4 +1,5 @@
-"""Full training steps: ResNet-20 and ResNet-56 (CIFAR layout, option-A shortcuts), minires vs PyTorch.
+"""Full training steps: ResNet-20 and ResNet-56 (CIFAR layout, option-A shortcuts), minires vs
+PyTorch.
 
 One step = zero the gradients, forward a batch of 128 32x32 images, softmax cross-entropy,
 backward, SGD update (momentum 0.9, weight decay 1e-4). minires runs ``models.resnetXX()`` +
@@ -13,8 +14,8 @@ import minires as mr
 from minires import functional as F
 from minires import models, optim
 
-from .harness import (Case, Device, assert_close, load_torch, median_ratio, reference_mode, time_interleaved,
-                      timing_table, torch_device, torch_sync)
+from .harness import (Case, Device, assert_close, load_torch, median_ratio, reference_mode,
+                      time_interleaved, timing_table, torch_device, torch_sync)
 
 MODELS = ("resnet20", "resnet56")
 BATCH, QUICK_BATCH = 128, 8
@@ -102,8 +103,9 @@ def model_table(title, rows, batch, notes):
     def per_second(name):
         return lambda med: "—" if med[name] is None else f"{batch / med[name]:,.0f}"
     return timing_table(title, rows, ["minires reference", "minires", "torch"],
-                        ratios=[("minires", "torch"), ("minires reference", "minires")], notes=notes,
-                        extra=[("minires img/s", per_second("minires")), ("torch img/s", per_second("torch"))])
+                        ratios=[("minires", "torch"), ("minires reference", "minires")],
+                        notes=notes, extra=[("minires img/s", per_second("minires")),
+                                            ("torch img/s", per_second("torch"))])
 
 
 def run(cfg):
@@ -116,19 +118,21 @@ def run(cfg):
         if torch is not None:
             check_gradients(name, dev, torch, cfg, batch=min(batch, 8))
         mm = minires_model(name, dev)
+        reference = minires_step_fn(minires_model(name, dev), dev, images, labels)
         cases = [Case("minires", minires_step_fn(mm, dev, images, labels), dev.sync, warmup=2),
-                 Case("minires reference",
-                      reference_mode(minires_step_fn(minires_model(name, dev), dev, images, labels)), dev.sync, warmup=2)]
+                 Case("minires reference", reference_mode(reference), dev.sync, warmup=2)]
         if torch is not None:
             tm = torch_model(torch, cfg, name, mm)
-            cases.append(Case("torch", torch_step_fn(torch, cfg, tm, images, labels), torch_sync(torch, cfg),
-                              warmup=2))
+            cases.append(Case("torch", torch_step_fn(torch, cfg, tm, images, labels),
+                              torch_sync(torch, cfg), warmup=2))
         times = time_interleaved(cases, cfg.repeats)
         rows.append((f"ResNet-{depth_of(name)} SGD step", times))
-        goals.append((f"ResNet-{depth_of(name)} training step", median_ratio(times, "minires", "torch"), 1.5))
+        goals.append((f"ResNet-{depth_of(name)} training step",
+                      median_ratio(times, "minires", "torch"), 1.5))
     notes = ["Both start from the same weights; their loss and all gradients were compared "
              "(in float64, on a batch of up to 8) before timing. Two warm-up steps each.",
              "minires reference: the same step on the reference ops (MINIRES_OPS=reference)."]
     if torch_note:
         notes.append(torch_note)
-    return [model_table(f"Training step, batch {batch}, 32x32 ({cfg.device})", rows, batch, notes)], goals
+    title = f"Training step, batch {batch}, 32x32 ({cfg.device})"
+    return [model_table(title, rows, batch, notes)], goals

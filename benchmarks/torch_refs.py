@@ -30,7 +30,8 @@ class BasicBlock(nn.Module):
         self.bn1 = nn.BatchNorm2d(planes)
         self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
         self.bn2 = nn.BatchNorm2d(planes)
-        self.downsample = PadChannels(planes, stride) if stride != 1 or in_planes != planes else None
+        changes = stride != 1 or in_planes != planes
+        self.downsample = PadChannels(planes, stride) if changes else None
 
     def forward(self, x):
         out = F.relu(self.bn1(self.conv1(x)))
@@ -39,7 +40,7 @@ class BasicBlock(nn.Module):
 
 
 class CifarResNet(nn.Module):
-    """6n + 2 layers: 3x3 conv, three stages of n blocks (16/32/64 planes), global average pool, fc."""
+    """6n + 2 layers: 3x3 conv, three stages of n blocks (16/32/64 planes), global avg pool, fc."""
 
     def __init__(self, depth, num_classes=10):
         super().__init__()
@@ -48,7 +49,8 @@ class CifarResNet(nn.Module):
         self.bn1 = nn.BatchNorm2d(16)
         in_planes = 16
         for i, planes in enumerate((16, 32, 64)):
-            blocks = [BasicBlock(in_planes if b == 0 else planes, planes, (1 if i == 0 else 2) if b == 0 else 1)
+            blocks = [BasicBlock(in_planes if b == 0 else planes, planes,
+                                 (1 if i == 0 else 2) if b == 0 else 1)
                       for b in range(n)]
             setattr(self, f"layer{i + 1}", nn.Sequential(*blocks))
             in_planes = planes

@@ -643,34 +643,30 @@ for C in (16, 512):
 # | N32 256ch 8x8 | 1.56x |
 # | N16 512ch 7x7 | 2.75x |
 #
-# Slower at every width measured, so it stays off: `chunked_conv.WINOGRAD_MIN_CHANNELS = None` in
-# `minires/fast/chunked_conv.py`. `benchmarks/README.md` has the figures. To try it on your own
-# machine, set
+# Slower at every width measured, so it stays off: the `winograd_min_channels` knob of
+# `minires/fast/config.py` is None. `benchmarks/README.md` has the figures. To try it on your own
+# machine, run your code inside
 #
-#     import minires.fast.chunked_conv
-#     minires.fast.chunked_conv.WINOGRAD_MIN_CHANNELS = 64
+#     with minires.fast.using(winograd_min_channels=64):
+#         ...
 #
 # and every stride-1 3x3 convolution with at least 64 input and output channels uses it. Below,
 # one small layer both ways. These are **your machine's numbers**, from a few runs: an illustration,
 # not a benchmark.
 
 # %%
-from minires.fast import chunked_conv, shifted_gemm
+from minires import fast
+from minires.fast import chunked_conv, shifted_gemm, winograd
 
 N, C, H = (4, 64, 16) if QUICK else (32, 64, 16)
 xb = rng.standard_normal((N, C, H, H)).astype(np.float32)
 wb = (rng.standard_normal((C, C, 3, 3)) / np.sqrt(9 * C)).astype(np.float32)
 gyb = rng.standard_normal(xb.shape).astype(np.float32)
-saved, saved_shifted = chunked_conv.WINOGRAD_MIN_CHANNELS, shifted_gemm.MAX_CHANNELS
-try:
-    shifted_gemm.MAX_CHANNELS = 0  # the im2col columns, not section 8's shifted GEMMs
-    chunked_conv.WINOGRAD_MIN_CHANNELS = None
+with fast.using(shifted_gemm_max_channels=0):  # the im2col columns, not section 8's GEMMs
     t_im2col, dx_im2col, dw_im2col = forward_backward_time(False, xb, wb, gyb, 3 if QUICK else 5)
-    chunked_conv.WINOGRAD_MIN_CHANNELS = 64
-    assert chunked_conv.uses_winograd(C, C, 3, 3, 1, 1)
-    t_wino, dx_wino, dw_wino = forward_backward_time(False, xb, wb, gyb, 3 if QUICK else 5)
-finally:
-    chunked_conv.WINOGRAD_MIN_CHANNELS, shifted_gemm.MAX_CHANNELS = saved, saved_shifted
+    with fast.using(winograd_min_channels=64):
+        assert chunked_conv.branch_for(xb, wb, 1, 1) is winograd
+        t_wino, dx_wino, dw_wino = forward_backward_time(False, xb, wb, gyb, 3 if QUICK else 5)
 assert np.allclose(dx_wino, dx_im2col, rtol=1e-3, atol=1e-4)
 assert np.allclose(dw_wino, dw_im2col, rtol=1e-3, atol=1e-3)
 print(f"{N}x{C}x{H}x{H}, 3x3, forward + backward on this machine: im2col {t_im2col * 1e3:.1f} ms, "
@@ -723,8 +719,8 @@ assert np.allclose(y_shift, y_ref, rtol=1e-12, atol=1e-12)
 # the multiplications (1.06x at 32x32, 1.27x at 8x8), and K = C per GEMM instead of 9C. What it
 # saves: every column copy, which at CIFAR widths costs more than the arithmetic. With many
 # channels the multiplications dominate, so minires uses it up to 128 channels
-# (`shifted_gemm.MAX_CHANNELS`) and keeps the columns above. `python -m benchmarks winograd` times
-# all three ways; the figures are in `benchmarks/README.md`.
+# (`shifted_gemm_max_channels`, a knob) and keeps the columns above. `python -m benchmarks winograd`
+# times all three ways; the figures are in `benchmarks/README.md`.
 #
 # ## Summary
 #
@@ -798,18 +794,22 @@ def projection(x, w):
 # %% [markdown]
 # **Exercise 3: the weight gradient.** Write `conv_weight_grad(x, gy, kh, kw, stride, padding)`,
 # returning dL/dw of shape (C_out, C, kh, kw), with `F.im2col` and one matrix product. The checker
-# compares it with minires's backward.
+# puts it in the backward of minires's reference `Conv2d` and property-tests that op with
+# `check_backward` (lesson 3b; needs `pip install -e '.[dev]'`): central differences over
+# generated geometries (odd sizes with stride 2, 1x1 images, rectangular kernels), float32 and
+# both memory layouts.
 
 # %%
 def check_exercise_3(conv_weight_grad):
-    r = np.random.default_rng(3)
-    for (k, s, p) in [(3, 1, 1), (3, 2, 1), (1, 2, 0)]:
-        xe = mr.Tensor(r.standard_normal((2, 3, 6, 6)).astype(np.float32))
-        we = mr.Tensor(r.standard_normal((4, 3, k, k)).astype(np.float32), requires_grad=True)
-        ye = F.conv2d(xe, we, stride=s, padding=p)
-        ge = r.standard_normal(ye.shape).astype(np.float32)
-        ye.backward(ge)
-        np.testing.assert_allclose(conv_weight_grad(xe.data, ge, k, k, s, p), we.grad, rtol=1e-4, atol=1e-4)
+    from minires.testing import check_backward, conv_cases
+
+    class ConvWithYourWeightGrad(Conv2d):
+        def backward(self, gy):
+            gx, _ = super().backward(gy)
+            kh, kw = self.w.shape[2:]
+            return gx, conv_weight_grad(self.x, gy, kh, kw, self.stride, self.padding)
+
+    check_backward(ConvWithYourWeightGrad, conv_cases(bias=False), max_examples=10 if QUICK else 30)
     print("exercise 3: correct")
 
 

@@ -1,33 +1,41 @@
-"""GEMM that accumulates, C = A @ B + beta * C, and products with windows of a matrix: from the BLAS NumPy loaded.
+"""GEMM that accumulates, C = A @ B + beta * C, and products with windows of a matrix: from the
+BLAS NumPy loaded.
 
 ``np.matmul`` always overwrites its output, so a sum of products costs one more pass over the
 output per term (``out += a @ b``). BLAS's own ``gemm`` computes C = alpha * A @ B + beta * C in
-one pass: with beta = 1 it adds into C while C's tile is in registers. :func:`gemm` calls it
-(ctypes) on NumPy arrays, checked first: float32 or float64 alike, 2-D, each operand with unit
-stride along its rows or along its columns (a slice of a bigger matrix, or its transpose, is
-fine: BLAS takes a leading dimension), nothing copied. :func:`window_sum` and
+one pass: with beta = 1 it adds into C while C's tile is in registers. (Measured: a ResNet-20
+step with the shifted GEMMs through ``np.matmul`` and ``+=`` took 1.23x as long, and matmul's
+matrix-vector route for one-channel inputs rounds differently; benchmarks/README.md.)
+
+:func:`gemm` calls it (ctypes) on NumPy arrays, checked first: float32 or float64 alike, 2-D,
+each operand with unit stride along its rows or along its columns (a slice of a bigger matrix,
+or its transpose, is fine: BLAS takes a leading dimension), nothing copied. :func:`window_sum` and
 :func:`window_products` run a series of such products over windows b[:, o:o+N] of one matrix
 (the shifted GEMMs of ``shifted_gemm.py``), checked once for the whole series: a view's address
 is computed, not asked of NumPy, since asking costs more than a small GEMM.
 
 The library is the one threadpoolctl finds in the process (NumPy's OpenBLAS, or MKL), so its
-thread count is the one ``threads.py`` sets. Integer arguments are passed as 64-bit: right for
-an ILP64 library, and on x86-64 and arm64 (arguments in 64-bit registers and 8-byte stack
-slots, little-endian) an LP64 one reads the same values from their low halves. A small product
-is checked against NumPy's before the first use; when no library passes, :func:`available` is
-False and callers take another route.
+thread count is the one ``threads.py`` sets. Its integer arguments are declared from the symbol
+found: 64-bit for the ILP64 names (``..._sgemm64_``), 32-bit for the plain CBLAS ones. A symbol's
+name does not prove its ABI, though (a library may export plain names with 64-bit integers):
+what guarantees the result is the check run before first use, a small product with offsets and
+a transposed operand compared with NumPy's, per dtype. When no library passes it,
+:func:`available` is False and callers take another route.
 """
 import ctypes
-import platform
 
 import numpy as np
 
 from .threads import blas_libraries
 
-# Symbol names to try, in order: NumPy's wheels ship OpenBLAS built with a "scipy_" prefix and a
-# "64_" suffix (ILP64); system and MKL builds use the plain CBLAS names.
-_NAMES = {np.float32: ("scipy_cblas_sgemm64_", "cblas_sgemm64_", "cblas_sgemm"),
-          np.float64: ("scipy_cblas_dgemm64_", "cblas_dgemm64_", "cblas_dgemm")}
+# Symbol names to try, in order, with the width of their integers: NumPy's wheels ship OpenBLAS
+# built with a "scipy_" prefix and a "64_" suffix (ILP64); system and MKL builds use the plain
+# CBLAS names (LP64).
+_I64, _I32 = ctypes.c_int64, ctypes.c_int
+_NAMES = {np.float32: (("scipy_cblas_sgemm64_", _I64), ("cblas_sgemm64_", _I64),
+                       ("cblas_sgemm", _I32)),
+          np.float64: (("scipy_cblas_dgemm64_", _I64), ("cblas_dgemm64_", _I64),
+                       ("cblas_dgemm", _I32))}
 _ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
 _gemms = None  # dtype -> ctypes function; {} when there is none
 
@@ -37,12 +45,12 @@ def _find(path):
     found = {}
     for dtype, names in _NAMES.items():
         scalar = ctypes.c_float if dtype is np.float32 else ctypes.c_double
-        for name in names:
+        for name, L in names:
             fn = getattr(lib, name, None)
             if fn is None:
                 continue
-            I, L, P = ctypes.c_int, ctypes.c_int64, ctypes.c_void_p
-            fn.argtypes = [I, I, I, L, L, L, scalar, P, L, P, L, scalar, P, L]
+            E, P = ctypes.c_int, ctypes.c_void_p  # CBLAS's enums (order, transposes) are ints
+            fn.argtypes = [E, E, E, L, L, L, scalar, P, L, P, L, scalar, P, L]
             fn.restype = None
             found[np.dtype(dtype)] = fn
             break
@@ -68,20 +76,19 @@ def _gemm_table():
     global _gemms
     if _gemms is None:
         _gemms = {}
-        if platform.machine().lower() in ("x86_64", "amd64", "aarch64", "arm64"):
-            for lib in getattr(blas_libraries(), "lib_controllers", ()):
-                try:
-                    fns = _find(lib.filepath)
-                except OSError:  # pragma: no cover - a library that cannot be opened again
-                    continue
-                if len(fns) == 2 and _agrees(fns):
-                    _gemms = fns
-                    break
+        for lib in getattr(blas_libraries(), "lib_controllers", ()):
+            try:
+                fns = _find(lib.filepath)
+            except OSError:  # pragma: no cover - a library that cannot be opened again
+                continue
+            if len(fns) == 2 and _agrees(fns):
+                _gemms = fns
+                break
     return _gemms
 
 
 def available():
-    """True when :func:`gemm` can run (a BLAS with float32 and float64 GEMM that passed the check)."""
+    """True when :func:`gemm` can run: a BLAS with float32 and float64 GEMMs passed the check."""
     return bool(_gemm_table())
 
 
@@ -104,7 +111,8 @@ def _call(fn, a, b, c, beta):
     tb, ldb = _layout(b, "b")
     tc, ldc = _layout(c, "out")
     if tc:
-        raise ValueError(f"gemm: out must be row-major (unit stride along its rows), got strides {c.strides}")
+        raise ValueError("gemm: out must be row-major (unit stride along its rows), got strides "
+                         f"{c.strides}")
     (M, K), N = a.shape, b.shape[1]
     fn(_ROW_MAJOR, _TRANS if ta else _NO_TRANS, _TRANS if tb else _NO_TRANS, M, N, K, 1.0,
        a.ctypes.data, lda, b.ctypes.data, ldb, beta, c.ctypes.data, ldc)
@@ -148,21 +156,24 @@ def _float_dtype(where, a):
 
 def _check_windows(where, b, offsets, N, dtype):
     if not isinstance(b, np.ndarray) or b.ndim != 2 or b.dtype != dtype:
-        raise ValueError(f"{where}: b must be a 2-D {dtype} NumPy array, got {getattr(b, 'dtype', type(b).__name__)} "
-                         f"{getattr(b, 'shape', '')}")
+        got = f"{getattr(b, 'dtype', type(b).__name__)} {getattr(b, 'shape', '')}"
+        raise ValueError(f"{where}: b must be a 2-D {dtype} NumPy array, got {got}")
     transposed, ldb = _layout(b, "b")
     if transposed:
-        raise ValueError(f"{where}: b must be row-major (unit stride along its rows), got strides {b.strides}")
+        raise ValueError(f"{where}: b must be row-major (unit stride along its rows), got strides "
+                         f"{b.strides}")
     if any(not 0 <= o <= b.shape[1] - N for o in offsets):
-        raise ValueError(f"{where}: every window b[:, o:o+{N}] must lie inside b's {b.shape[1]} columns, "
-                         f"got offsets {list(offsets)}")
+        raise ValueError(f"{where}: every window b[:, o:o+{N}] must lie inside b's {b.shape[1]} "
+                         f"columns, got offsets {list(offsets)}")
     return ldb
 
 
 def _check_stack(where, name, m, shape, dtype):
-    if not isinstance(m, np.ndarray) or m.shape != shape or m.dtype != dtype or not m.flags.c_contiguous:
-        raise ValueError(f"{where}: {name} must be a C-contiguous {dtype} array of shape {shape}, got "
-                         f"{getattr(m, 'dtype', type(m).__name__)} {getattr(m, 'shape', '')}")
+    if (not isinstance(m, np.ndarray) or m.shape != shape or m.dtype != dtype
+            or not m.flags.c_contiguous):
+        got = f"{getattr(m, 'dtype', type(m).__name__)} {getattr(m, 'shape', '')}"
+        raise ValueError(f"{where}: {name} must be a C-contiguous {dtype} array of shape {shape}, "
+                         f"got {got}")
 
 
 def _ready(where, fns, out, a, b):
@@ -174,15 +185,15 @@ def _ready(where, fns, out, a, b):
 
 
 def window_sum(a, b, offsets, out):
-    """out = sum_k a[k] @ b[:, o_k : o_k + N]: a (T, M, K), b (K, L) row-major, out (M, N), T offsets.
+    """out = sum_k a[k] @ b[:, o_k : o_k + N]: a (T, M, K), b (K, L) row-major, out (M, N).
 
     One GEMM per window, each adding into out (beta = 1) after the first.
     """
     fns = _gemm_table()
     T, M, K = a.shape if getattr(a, "ndim", 0) == 3 else (None, None, None)
     if T is None or T != len(offsets) or T == 0:
-        raise ValueError(f"window_sum: a must be (T, M, K) with T = {len(offsets)} offsets, got shape "
-                         f"{getattr(a, 'shape', '')}")
+        raise ValueError(f"window_sum: a must be (T, M, K) with T = {len(offsets)} offsets, got "
+                         f"shape {getattr(a, 'shape', '')}")
     dtype = _float_dtype("window_sum", a)
     N = out.shape[1] if getattr(out, "ndim", 0) == 2 else None
     _check_stack("window_sum", "out", out, (M, N), dtype)
@@ -203,14 +214,16 @@ def window_sum(a, b, offsets, out):
 
 
 def window_products(a, b, offsets, out):
-    """out[k] = a @ b[:, o_k : o_k + N].T for each k: a (M, N) row-major, b (K, L) row-major, out (T, M, K)."""
+    """out[k] = a @ b[:, o_k : o_k + N].T for each of the T offsets: a (M, N) row-major, b (K, L)
+    row-major, out (T, M, K)."""
     fns = _gemm_table()
     if getattr(a, "ndim", 0) != 2 or getattr(out, "ndim", 0) != 3:
-        raise ValueError(f"window_products: a must be 2-D and out 3-D, got shapes {getattr(a, 'shape', '')} "
-                         f"and {getattr(out, 'shape', '')}")
+        raise ValueError(f"window_products: a must be 2-D and out 3-D, got shapes "
+                         f"{getattr(a, 'shape', '')} and {getattr(out, 'shape', '')}")
     (M, N), (T, _, K), dtype = a.shape, out.shape, _float_dtype("window_products", a)
     if T != len(offsets) or T == 0:
-        raise ValueError(f"window_products: out must hold T = {len(offsets)} products, got shape {out.shape}")
+        raise ValueError(f"window_products: out must hold T = {len(offsets)} products, got shape "
+                         f"{out.shape}")
     _check_stack("window_products", "out", out, (T, M, K), dtype)
     transposed, lda = _layout(a, "a")
     if transposed:
@@ -225,5 +238,6 @@ def window_products(a, b, offsets, out):
     fn, e = fns[dtype], a.itemsize
     pa, pb, pc = a.ctypes.data, b.ctypes.data, out.ctypes.data
     for k, o in enumerate(offsets):
-        fn(_ROW_MAJOR, _NO_TRANS, _TRANS, M, K, N, 1.0, pa, lda, pb + o * e, ldb, 0.0, pc + k * M * K * e, K)
+        fn(_ROW_MAJOR, _NO_TRANS, _TRANS, M, K, N, 1.0, pa, lda, pb + o * e, ldb, 0.0,
+           pc + k * M * K * e, K)
     return out

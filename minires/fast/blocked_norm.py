@@ -1,7 +1,8 @@
-"""Batch norm over blocks of channels: ``BlockedBatchNorm``, the fast twin of ``functional.norm.BatchNorm``.
+"""Batch norm over blocks of channels: ``BlockedBatchNorm``, the fast twin of
+``functional.norm.BatchNorm``.
 
 Channels are independent, so both passes run over blocks of channel rows of the (C, M)
-channel-major matrix (``layout.rows_per_block``, spread over the threads with ``map_chunks``):
+channel-major matrix (``row_blocks.rows_per_block``, spread over the threads with ``map_chunks``):
 each block's rows are still in cache for the next of the few passes over them, and the
 temporaries are computed in the output's buffer. Every channel's numbers are the same whatever
 the blocks. Eval mode is one multiply and one add per value (scale and shift per channel).
@@ -15,12 +16,12 @@ per channel for a CIFAR batch of 128 at 32x32) where a pairwise sum's grows with
 from .. import backend
 from ..functional.layout import channels_first_2d, from_channels_first_2d
 from ..functional.norm import BatchNorm
-from .layout import rows_per_block
+from .row_blocks import rows_per_block
 from .threads import map_chunks
 
 
 def row_dots(a, b):
-    """sum_m a[c, m] * b[c, m] for each row c, summed pairwise (ndarray.sum over a contiguous axis)."""
+    """sum_m a[c, m] * b[c, m] for each row c, summed pairwise (ndarray.sum along a row)."""
     return (a * b).sum(axis=1)
 
 
@@ -53,7 +54,8 @@ class BlockedBatchNorm(BatchNorm):
                 out += (beta[lo:hi] - scale * mu)[:, None]
             return mu, var, invstd
 
-        mu, var, invstd = (xp.concatenate(s) for s in zip(*map_chunks(len(m), rows_per_block(m), run)))
+        blocks = map_chunks(len(m), rows_per_block(m), run)
+        mu, var, invstd = (xp.concatenate(s) for s in zip(*blocks))
         if self.training and self.running_mean is not None:
             mom = self.momentum
             self.running_mean *= 1 - mom
@@ -86,7 +88,8 @@ class BlockedBatchNorm(BatchNorm):
                 xp.multiply(g_c, scale, out=out)
             return dgamma, dbeta
 
-        dgamma, dbeta = (xp.concatenate(s) for s in zip(*map_chunks(len(g), rows_per_block(g), run)))
+        blocks = map_chunks(len(g), rows_per_block(g), run)
+        dgamma, dbeta = (xp.concatenate(s) for s in zip(*blocks))
         dx = from_channels_first_2d(dx, gy.shape) if self.needs_input_grad[0] else None
         return dx, dgamma, dbeta
 

@@ -1,16 +1,16 @@
 """ReLU over blocks of rows: ``BlockedReLU``, the fast twin of ``functional.activation.ReLU``.
 
 The same two lines of math, y = max(x, 0) and dx = dy * [y > 0], written into preallocated
-arrays block by block (``layout.map_rows``) on the threads, so each block is read and written
+arrays block by block (``row_blocks.map_rows``) on the threads, so each block is read and written
 while it is in cache and no temporary the size of the activation is made.
 """
 from .. import backend
 from ..functional.activation import ReLU
-from .layout import map_rows
+from .row_blocks import map_rows
 
 
 class BlockedReLU(ReLU):
-    """The reference ``ReLU`` (bit for bit the same numbers), over blocks of rows on the CPU threads."""
+    """The reference ``ReLU`` (bit for bit the same numbers), in blocks of rows on the threads."""
 
     def forward(self, x):
         xp = backend.get_array_module(x)

@@ -12,9 +12,9 @@ so every new array starts as untouched pages and its first write takes one page 
 ~15,000 per step, a few microseconds each in a virtual machine, about a tenth of the step. Asked
 to keep freed memory for reuse instead, glibc serves the next step from the same pages. The
 price: the process holds on to its peak memory until it exits, as a training run does anyway.
-This changes the whole process's allocator, which is why it is done here, once, when minires is
-imported (:data:`KEEPS_FREED_MEMORY` says whether glibc agreed), and why
-MINIRES_KEEP_FREED_MEMORY=0 leaves the allocator alone.
+This changes the whole process's allocator, so importing minires leaves it alone: a run asks for
+it when it starts (:func:`tune_allocator`: ``python -m minires`` and ``python -m benchmarks`` do),
+and MINIRES_KEEP_FREED_MEMORY=0 says no.
 """
 import ctypes
 import math
@@ -31,7 +31,8 @@ _workspaces = {}
 
 
 def workspace(shape, dtype, like, name="cols"):
-    """An uninitialised array of ``shape``, reused: the calling thread's buffer ``name`` on ``like``'s device.
+    """An uninitialised array of ``shape``, reused: the calling thread's buffer ``name`` on
+    ``like``'s device.
 
     The buffer grows to the largest size asked for and is never shrunk; the array returned is
     valid until the same thread asks for the same ``name`` again.
@@ -52,24 +53,32 @@ def release_workspace():
 
 
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # from <malloc.h>
+_MMAP_THRESHOLD, _TRIM_THRESHOLD = 32 << 20, 1 << 30  # 32 MiB: the largest glibc takes
+
+KEEPS_FREED_MEMORY = False
+"""True once :func:`tune_allocator` has asked glibc to keep freed memory, and glibc agreed."""
 
 
-def keep_freed_memory():
-    """Ask glibc to keep freed memory for reuse (arrays up to 32 MiB); True if it agreed.
+def tune_allocator():
+    """Ask glibc to keep freed memory for reuse (arrays up to 32 MiB), in this process and in the
+    processes it starts (through glibc's MALLOC_*_ variables); True if it agreed.
 
-    Called when minires is imported. No-op (False) outside glibc/Linux or when
-    $MINIRES_KEEP_FREED_MEMORY is 0.
+    Call it where a run starts, not in a library: it changes the whole process. No-op (False)
+    outside glibc/Linux or when $MINIRES_KEEP_FREED_MEMORY is 0.
     """
+    global KEEPS_FREED_MEMORY
     if os.environ.get("MINIRES_KEEP_FREED_MEMORY", "1") == "0":
         return False
     if not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc":
         return False
     try:
         libc = ctypes.CDLL(None)
-        # 32 MiB is the largest mmap threshold glibc accepts; bigger arrays are still mapped.
-        return bool(libc.mallopt(_M_MMAP_THRESHOLD, 32 << 20) and libc.mallopt(_M_TRIM_THRESHOLD, 1 << 30))
+        agreed = bool(libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD)
+                      and libc.mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD))
     except (OSError, AttributeError):  # pragma: no cover - unusual libc
         return False
-
-
-KEEPS_FREED_MEMORY = keep_freed_memory()
+    if agreed:  # spawned workers (the degradation run's) start with the same setting
+        os.environ.setdefault("MALLOC_MMAP_THRESHOLD_", str(_MMAP_THRESHOLD))
+        os.environ.setdefault("MALLOC_TRIM_THRESHOLD_", str(_TRIM_THRESHOLD))
+    KEEPS_FREED_MEMORY = KEEPS_FREED_MEMORY or agreed
+    return agreed

@@ -8,7 +8,10 @@ in memory, each offset's product can read the input where it lies:
 
 with X the (C, ...) padded input flattened per channel and L the outputs. kh*kw GEMMs with
 K = C instead of one with K = C*kh*kw; each adds into y (BLAS's beta = 1, ``blas.window_sum``)
-while y's tile is in registers, and BLAS's own packing is the only copy of the input.
+while y's tile is in registers, and BLAS's own packing is the only copy of the input. (The
+``shifted_gemm_via`` knob set to "matmul" runs the same GEMMs through ``np.matmul``, which cannot
+add into its output: a product into a buffer, then ``+=``, one more pass over y per tap.
+``python -m benchmarks winograd`` times both.)
 
 Shared padding. For a "same" convolution (stride 1, odd k, p = (k - 1)/2) lay a chunk of n
 images out in rows of Wp = W + p numbers (the pixels, then p zeros that are also the left
@@ -23,37 +26,43 @@ Backward, on the same grid:
     dW[:, :, i, j] = dY @ X[:, o_ij : o_ij + L]^T                 (dY zero on the garbage outputs)
     dX             = sum_{i,j} W[:, :, k-1-i, k-1-j]^T @ dY[:, o_ij : o_ij + L]
 
-the second being the same-padded convolution of dY with the flipped kernel. One buffer of dY
-(zeros on the garbage and around the images) serves both.
+the second being the same-padded convolution of dY with the flipped kernel
+(``flipped_dx.py``). One buffer of dY (zeros on the garbage and around the images) serves both.
 """
 import numpy as np
 
 from .. import backend
 from . import blas
+from .config import knobs
+from .flipped_dx import flipped_kernel
 from .memory import workspace
-from .threads import map_chunks
+from .threads import map_chunks, sum_in_chunk_order
 
-MAX_CHANNELS = 128
-"""Convolutions with more input or output channels than this keep the padded-width columns.
-
-The garbage outputs cost (H + p)(W + p)/(HW) times the multiplications, and with many channels
-the GEMMs, not the copies, take the time: ``python -m benchmarks winograd`` (idle Intel Xeon,
-AVX-512) found these GEMMs 1.25x / 1.12x / 1.02x faster than the columns at 16 / 64 / 128
-channels, even at 256 channels of 8x8, and 1.43x slower at 512 channels of 7x7. 0 turns them off.
-"""
-
-# Chunks of images whose buffers (input, output and, in the backward, dY) take at most this many
-# bytes: small enough to stay in a core's cache between the copy in and the GEMMs.
-CHUNK_BYTES = 2 << 20
+# The knobs read here (config.py):
+#
+# shifted_gemm_max_channels (128): convolutions with more input or output channels keep the
+#   padded-width columns. The garbage outputs cost (H + p)(W + p)/(HW) times the
+#   multiplications, and with many channels the GEMMs, not the copies, take the time: ``python
+#   -m benchmarks winograd`` (idle Intel Xeon, AVX-512) found these GEMMs 1.25x / 1.12x / 1.02x
+#   faster than the columns at 16 / 64 / 128 channels, even at 256 channels of 8x8, and 1.43x
+#   slower at 512 channels of 7x7. 0 turns them off.
+# shifted_gemm_chunk_bytes (2 MiB): chunks of images whose buffers (input, output and, in the
+#   backward, dY) take at most this many bytes: small enough to stay in a core's cache between
+#   the copy in and the GEMMs (449, 446, 466 ms a ResNet-20 step for 1, 2, 4 MiB).
+# shifted_gemm_via ("blas"): how the GEMMs add up, "blas" (beta = 1, ``blas.py``) or "matmul"
+#   (1.23x the ResNet-20 step's time, and other last bits on one-channel inputs).
 
 
 def applies(x, w, stride, padding):
     """True when this file computes the convolution: CPU float arrays, stride 1, odd square "same"
-    kernel > 1, at most MAX_CHANNELS channels in and out, and a BLAS to call (``blas.available``)."""
+    kernel > 1, at most ``shifted_gemm_max_channels`` channels in and out, and either a BLAS to
+    call (``blas.available``) or ``shifted_gemm_via="matmul"``."""
     C_out, C, kh, kw = w.shape
-    return (max(C, C_out) <= MAX_CHANNELS and stride == 1 and kh == kw > 1 and kh % 2 == 1 and 2 * padding == kh - 1
+    same = stride == 1 and kh == kw > 1 and kh % 2 == 1 and 2 * padding == kh - 1
+    return (same and max(C, C_out) <= knobs.shifted_gemm_max_channels
             and not backend.is_gpu_array(x) and x.dtype == w.dtype
-            and x.dtype in (np.float32, np.float64) and blas.available())
+            and x.dtype in (np.float32, np.float64)
+            and (knobs.shifted_gemm_via == "matmul" or blas.available()))
 
 
 def grid(H, W, p):
@@ -65,12 +74,6 @@ def taps(w):
     """W (C_out, C, k, k) -> (k*k, C_out, C): tap (i, j) is the matrix W[:, :, i, j]."""
     C_out, C, kh, kw = w.shape
     return np.ascontiguousarray(w.transpose(2, 3, 0, 1)).reshape(kh * kw, C_out, C)
-
-
-def flipped_taps(w):
-    """The taps of the input gradient's kernel: tap (i, j) is W[:, :, k-1-i, k-1-j]^T, (C, C_out)."""
-    C_out, C, kh, kw = w.shape
-    return np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(2, 3, 1, 0)).reshape(kh * kw, C, C_out)
 
 
 def offsets(k, Wp):
@@ -96,10 +99,33 @@ def shared_padding(a, k, p, name):
     return buf, start
 
 
-def conv2d_forward(x, w, b, p):
+def window_sum(a, b, where, out):
+    """out = sum_k a[k] @ b[:, o_k : o_k + N] (``blas.window_sum``, or np.matmul and +=)."""
+    if knobs.shifted_gemm_via == "blas":
+        return blas.window_sum(a, b, where, out)
+    N = out.shape[1]
+    product = workspace(out.shape, out.dtype, out, "shifted_product")
+    np.matmul(a[0], b[:, where[0]:where[0] + N], out=out)
+    for k, o in enumerate(where[1:], 1):
+        out += np.matmul(a[k], b[:, o:o + N], out=product)
+    return out
+
+
+def window_products(a, b, where, out):
+    """out[k] = a @ b[:, o_k : o_k + N].T for each k (``blas.window_products``, or np.matmul)."""
+    if knobs.shifted_gemm_via == "blas":
+        return blas.window_products(a, b, where, out)
+    N = a.shape[1]
+    for k, o in enumerate(where):
+        np.matmul(a, b[:, o:o + N].T, out=out[k])
+    return out
+
+
+def forward(x, w, b, stride, padding):
     """y = conv(x, w) + b as (C_out, N*H*W), channel-major; x (N, C, H, W), stride 1, padding p."""
     C_out, C, k, _ = w.shape
     N, _, H, W = x.shape
+    p = padding
     Hs, Wp = grid(H, W, p)
     W_taps, where = taps(w), offsets(k, Wp)
     y = np.empty((C_out, N * H * W), dtype=x.dtype)
@@ -108,23 +134,24 @@ def conv2d_forward(x, w, b, p):
         n = hi - lo
         buf, _ = shared_padding(x[lo:hi], k, p, "shifted_x")
         out = workspace((C_out, n * Hs * Wp), x.dtype, x, "shifted_out")
-        blas.window_sum(W_taps, buf, where, out)
+        window_sum(W_taps, buf, where, out)
         y_n = y[:, lo * H * W:hi * H * W].reshape(C_out, n, H, W)
         y_n[...] = out.reshape(C_out, n, Hs, Wp)[:, :, :H, :W]
         if b is not None:
             y_n += b[:, None, None, None]
 
-    map_chunks(N, CHUNK_BYTES // ((C + C_out) * Hs * Wp * x.itemsize), run)
+    map_chunks(N, knobs.shifted_gemm_chunk_bytes // ((C + C_out) * Hs * Wp * x.itemsize), run)
     return y
 
 
-def conv2d_backward(x, w, gy, p, need_x, need_w):
-    """(dx as (C, N*H*W) channel-major or None, dW (C_out, C, k, k) or None) of the convolution above."""
+def backward(x, w, gy, stride, padding, need_x, need_w):
+    """(dx as (C, N*H*W) channel-major or None, dW (C_out, C, k, k) or None) of the above."""
     C_out, C, k, _ = w.shape
     N, _, H, W = x.shape
+    p = padding
     Hs, Wp = grid(H, W, p)
     L_image, where = Hs * Wp, offsets(k, Wp)
-    flipped = flipped_taps(w) if need_x else None
+    flipped = taps(flipped_kernel(w)) if need_x else None
     gx = np.empty((C, N * H * W), dtype=gy.dtype) if need_x else None
 
     def run(lo, hi):
@@ -135,19 +162,18 @@ def conv2d_backward(x, w, gy, p, need_x, need_w):
         if need_w:
             x_buf, _ = shared_padding(x[lo:hi], k, p, "shifted_x")
             gw = np.empty((k * k, C_out, C), dtype=gy.dtype)
-            blas.window_products(g_wide, x_buf, where, gw)
+            window_products(g_wide, x_buf, where, gw)
         if need_x:
             out = workspace((C, n * L_image), gy.dtype, gy, "shifted_out")
-            blas.window_sum(flipped, g_buf, where, out)
-            gx[:, lo * H * W:hi * H * W].reshape(C, n, H, W)[...] = out.reshape(C, n, Hs, Wp)[:, :, :H, :W]
+            window_sum(flipped, g_buf, where, out)
+            gx_n = gx[:, lo * H * W:hi * H * W].reshape(C, n, H, W)
+            gx_n[...] = out.reshape(C, n, Hs, Wp)[:, :, :H, :W]
         return gw
 
     per_image = (C_out + (C if need_w else 0) + (C if need_x else 0)) * L_image * gy.itemsize
-    parts = map_chunks(N, CHUNK_BYTES // per_image, run)
+    parts = map_chunks(N, knobs.shifted_gemm_chunk_bytes // per_image, run)
     gw = None
     if need_w:
-        gw = np.zeros((k * k, C_out, C), dtype=gy.dtype)
-        for part in parts:  # in chunk order: the same sum on any number of threads
-            gw += part
+        gw = sum_in_chunk_order(parts, np.zeros((k * k, C_out, C), dtype=gy.dtype))
         gw = np.ascontiguousarray(gw.reshape(k, k, C_out, C).transpose(2, 3, 0, 1))
     return gx, gw

@@ -14,7 +14,7 @@ are also y = A^T [(G g) * (B^T d)] with an elementwise product of length 4 (4 mu
 
 Nesting the 1-D algorithm gives the 2-D one, for a 4x4 input tile d and a 3x3 filter g:
 
-    Y = A^T [ (G g G^T) * (B^T d B) ] A           (2x2 outputs from 4x4 = 16 products, not 2*2*9 = 36)
+    Y = A^T [ (G g G^T) * (B^T d B) ] A       (2x2 outputs from 4x4 = 16 products, not 2*2*9 = 36)
 
 With C input and K output channels, U = G g G^T (per filter) and V = B^T d B (per input tile) are
 computed once, and the sum over channels becomes 16 independent GEMMs, one per position of the
@@ -23,9 +23,21 @@ computed once, and the sum over channels becomes 16 independent GEMMs, one per p
 The transforms are a few additions over whole arrays, so they cost memory passes, not
 multiplications; the method pays only when the GEMMs dominate (many channels). Its float32 error
 is of im2col's order (the transforms add and subtract before the products, but the sums over
-channels are 9x shorter): bounded in ``tests/fast/test_winograd.py``. Works on NumPy and CuPy arrays.
+channels are 9x shorter): bounded in ``tests/fast/test_winograd.py``. Works on NumPy and CuPy
+arrays.
+
+As a branch of the fast convolution (``chunked_conv.py``; the end of this file) it computes the
+forward and the input gradient of stride-1 3x3 convolutions with at least
+``winograd_min_channels`` channels in and out (a knob, ``config.py``), chunk by chunk; the weight
+gradient keeps the im2col columns. It is off (None) by default: ``python -m benchmarks winograd``
+found it slower than the default at every width from 16 to 512 channels on an idle AVX-512 CPU
+(benchmarks/README.md). ``with minires.fast.using(winograd_min_channels=64):`` turns it on.
 """
 from .. import backend
+from . import columns, flipped_dx
+from .config import knobs
+from .flipped_dx import flipped_kernel
+from .threads import map_chunks
 
 
 def filter_transform(w):
@@ -46,7 +58,8 @@ def _output_transform_1d(m0, m1, m2, m3):
 
 
 def winograd_conv3x3(x, w, padding=1, U=None, out=None):
-    """y = conv(x, w) for a 3x3 kernel, stride 1: (N, C, H, W), (K, C, 3, 3) -> (N, K, H+2p-2, W+2p-2).
+    """y = conv(x, w) for a 3x3 kernel, stride 1: (N, C, H, W), (K, C, 3, 3) -> (N, K, OH, OW),
+    OH = H + 2p - 2 and OW = W + 2p - 2.
 
     ``U`` may hold ``filter_transform(w)`` computed once; ``out`` may be a (K, N, OH, OW) array to
     write into. The output is channel-major memory (an NCHW view of a (K, N, OH, OW) array), the
@@ -64,9 +77,10 @@ def winograd_conv3x3(x, w, padding=1, U=None, out=None):
     rows, cols = min(H, 2 * th + 2 - padding), min(W, 2 * tw + 2 - padding)
     P[:, :, padding:padding + rows, padding:padding + cols] = x.swapaxes(0, 1)[:, :, :rows, :cols]
 
-    # V = B^T d B for every tile at once: d[a][b] is the (C, N, th, tw) array of tile entries (a, b).
+    # V = B^T d B for every tile at once: d[a][b] is the (C, N, th, tw) array of entries (a, b).
     d = [[P[:, :, a:a + 2 * th:2, b:b + 2 * tw:2] for b in range(4)] for a in range(4)]
-    e = list(zip(*[_input_transform_1d(*[d[a][b] for a in range(4)]) for b in range(4)]))  # e[a'][b]
+    # e[a'][b]: the 1-D transform down the columns.
+    e = list(zip(*[_input_transform_1d(*[d[a][b] for a in range(4)]) for b in range(4)]))
     V = xp.empty((4, 4, C, N, th, tw), dtype=x.dtype)
     for a in range(4):
         for b, v in enumerate(_input_transform_1d(*e[a])):
@@ -86,14 +100,54 @@ def winograd_conv3x3(x, w, padding=1, U=None, out=None):
     return out.swapaxes(0, 1)
 
 
-def flipped_filters(w):
-    """The kernel of the input gradient: w flipped in space, input and output channels swapped."""
-    return w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)
-
-
 def winograd_conv3x3_input_grad(gy, w, padding=1):
     """dx of y = conv(x, w) (3x3, stride 1, padding p <= 2), itself a stride-1 3x3 convolution:
     dx = conv(dy, w flipped in space with input and output channels swapped, padding 2 - p)."""
     if not 0 <= padding <= 2:
         raise ValueError(f"winograd_conv3x3_input_grad: padding must be 0, 1 or 2, got {padding}")
-    return winograd_conv3x3(gy, flipped_filters(w), 2 - padding)
+    return winograd_conv3x3(gy, flipped_kernel(w), 2 - padding)
+
+
+# -- the branch of the fast convolution ------------------------------------------------------------
+
+def applies(x, w, stride, padding):
+    """Stride-1 3x3 convolutions, padding <= 2, ``winograd_min_channels`` channels in and out."""
+    m, (C_out, C, kh, kw) = knobs.winograd_min_channels, w.shape
+    return m is not None and kh == kw == 3 and stride == 1 and padding <= 2 and min(C, C_out) >= m
+
+
+def forward(x, w, b, stride, padding):
+    """y = conv(x, w) + b as a (C_out, N*OH*OW) channel-major matrix, chunk by chunk."""
+    xp = backend.get_array_module(x)
+    C_out = w.shape[0]
+    N, C, H, W = x.shape
+    OH, OW = H + 2 * padding - 2, W + 2 * padding - 2
+    S, U = OH * OW, filter_transform(w)
+    y = xp.empty((C_out, N * S), dtype=x.dtype)
+
+    def run(lo, hi):
+        y_n = y[:, lo * S:hi * S]
+        winograd_conv3x3(x[lo:hi], w, padding, U=U, out=y_n.reshape(C_out, hi - lo, OH, OW))
+        if b is not None:
+            y_n += b[:, None]
+
+    # The transformed tiles: 16 values per 2x2 outputs, in and out.
+    map_chunks(N, columns.images_per_chunk(x, 4 * (C + C_out) * S), run)
+    return y
+
+
+def backward(x, w, gy, stride, padding, need_x, need_w):
+    """dx = Winograd conv(dy, flipped kernel, padding 2 - p); dW from the im2col columns."""
+    if not need_x:  # dW alone is the columns' work, chunked as theirs
+        return flipped_dx.backward(x, w, gy, stride, padding, need_x, need_w)
+    C_out = w.shape[0]
+    N, C, H, W = x.shape
+    S, U_flip = gy.shape[2] * gy.shape[3], filter_transform(flipped_kernel(w))
+
+    def input_grad(x_n, gy_n, g2, gx_n):
+        winograd_conv3x3(gy_n, None, 2 - padding, U=U_flip, out=gx_n.reshape(C, x_n.shape[0], H, W))
+
+    per_image = max(C * 9 * S, 4 * (C + C_out) * H * W)
+    return columns.backward_in_chunks(x, w, gy, need_x, need_w, per_image,
+                                      lambda x_n, g2: columns.weight_grad(x_n, g2, w, 1, padding),
+                                      input_grad)

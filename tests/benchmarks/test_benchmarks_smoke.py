@@ -28,7 +28,8 @@ def _minires_conv(x, w, gy, stride, padding):
     return y.data, xt.grad, wt.grad
 
 
-@pytest.mark.parametrize("k, stride, padding", [(3, 1, 1), (3, 2, 1), (1, 2, 0), (3, 1, 0), (7, 2, 3)])
+@pytest.mark.parametrize("k, stride, padding",
+                         [(3, 1, 1), (3, 2, 1), (1, 2, 0), (3, 1, 0), (7, 2, 3)])
 def test_conv_references_match_minires(rng, k, stride, padding):
     x = rng.standard_normal((2, 3, 9, 9)).astype(np.float32)
     w = rng.standard_normal((4, 3, k, k)).astype(np.float32)
@@ -41,7 +42,8 @@ def test_conv_references_match_minires(rng, k, stride, padding):
     for part, a, b in zip(("y", "dx", "dw"), got, want):
         assert_close(f"classic {part}", a, b)
 
-    got = (ref.conv2d_naive(x, w, stride, padding),) + ref.conv2d_naive_backward(x, w, gy, stride, padding)
+    got = ((ref.conv2d_naive(x, w, stride, padding),)
+           + ref.conv2d_naive_backward(x, w, gy, stride, padding))
     for part, a, b in zip(("y", "dx", "dw"), got, want):
         assert_close(f"naive {part}", a, b)
 
@@ -106,10 +108,10 @@ def test_profile_groups_perf_samples_by_what_the_code_does():
                "  7f07 [unknown] (/x/torch/lib/libgomp.so.1)",
                "  7f08 clear_page_erms ([kernel.kallsyms])", ""]
     got = profile.group(samples)
-    assert got == {g: 12.5 for g in ["GEMM / convolution arithmetic", "GEMM operand packing", "copies (im2col, layouts)",
-                                     "elementwise passes and reductions", "Python interpreter",
-                                     "thread synchronisation", "kernel (page faults, scheduling)"]} | \
-        {"GEMM / convolution arithmetic": 25.0}
+    groups = ["GEMM / convolution arithmetic", "GEMM operand packing", "copies (im2col, layouts)",
+              "elementwise passes and reductions", "Python interpreter", "thread synchronisation",
+              "kernel (page faults, scheduling)"]
+    assert got == {g: 12.5 for g in groups} | {"GEMM / convolution arithmetic": 25.0}
 
 
 def test_gpu_run_is_skipped_with_a_note_without_a_gpu(capsys):
@@ -121,7 +123,23 @@ def test_gpu_run_is_skipped_with_a_note_without_a_gpu(capsys):
     assert "GPU figures skipped" in capsys.readouterr().out
 
 
-# -- PyTorch (skipped where it is not installed) -----------------------------------------------------
+def test_winograd_family_forces_the_branch_each_column_names():
+    from benchmarks import winograd as family
+    from minires import fast
+    from minires.fast import blas, chunked_conv, flipped_dx, shifted_gemm, winograd
+    x, w = np.zeros((2, 256, 8, 8), np.float32), np.zeros((256, 256, 3, 3), np.float32)
+    want = {"shifted GEMMs": shifted_gemm if blas.available() else flipped_dx,
+            "shifted GEMMs, matmul +=": shifted_gemm,
+            "im2col": flipped_dx, "winograd": winograd}  # im2col: padded-width columns
+    assert list(family.BRANCHES) == list(want)
+    for name, knobs in family.BRANCHES.items():
+        with fast.using(**knobs):
+            assert chunked_conv.branch_for(x, w, 1, 1) is want[name], name
+            assert fast.knobs.shifted_gemm_via == ("matmul" if "matmul" in name else "blas")
+    assert set(family.ROUTES.values()) == {"blas", "matmul"}
+
+
+# -- PyTorch (skipped where it is not installed) ---------------------------------------------------
 
 def test_torch_conv_and_batch_norm_match_minires():
     torch = pytest.importorskip("torch")

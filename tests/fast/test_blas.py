@@ -5,7 +5,8 @@ import pytest
 
 from minires.fast import blas
 
-pytestmark = pytest.mark.skipif(not blas.available(), reason="no BLAS GEMM could be called in this process")
+pytestmark = pytest.mark.skipif(not blas.available(),
+                                reason="no BLAS GEMM could be called in this process")
 
 DTYPES = [np.float32, np.float64]
 TOL = {np.float32: dict(rtol=1e-5, atol=1e-5), np.float64: dict(rtol=1e-12, atol=1e-12)}
@@ -21,6 +22,16 @@ def test_blas_is_found_where_numpy_uses_openblas():
     assert blas.available()
 
 
+def test_integer_arguments_have_the_width_of_the_symbol_found():
+    # ILP64 names (..._gemm64_) take 64-bit integers, the plain CBLAS names 32-bit ones; the enums
+    # (order, transposes) are ints either way.
+    import ctypes
+    for fn in blas._gemm_table().values():
+        width = ctypes.c_int64 if fn.__name__.endswith("64_") else ctypes.c_int
+        assert fn.argtypes[:3] == [ctypes.c_int] * 3
+        assert [fn.argtypes[i] for i in (3, 4, 5, 8, 10, 13)] == [width] * 6, fn.__name__
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("a_t, b_t", [(False, False), (True, False), (False, True), (True, True)])
 def test_gemm_equals_matmul_on_slices_and_transposes(dtype, a_t, b_t, rng):
@@ -33,7 +44,8 @@ def test_gemm_equals_matmul_on_slices_and_transposes(dtype, a_t, b_t, rng):
     np.testing.assert_allclose(out, a.astype(np.float64) @ b.astype(np.float64), **TOL[dtype])
     before = out.copy()
     blas.gemm(a, b, out, accumulate=True)
-    np.testing.assert_allclose(out, before + a.astype(np.float64) @ b.astype(np.float64), **TOL[dtype])
+    want = before + a.astype(np.float64) @ b.astype(np.float64)
+    np.testing.assert_allclose(out, want, **TOL[dtype])
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -44,7 +56,8 @@ def test_window_sum_is_the_sum_of_the_products_with_each_window(dtype, rng):
     offsets = [0, 5, 13, L - N]
     out = np.full((M, N), np.nan, dtype)  # the first product overwrites, whatever out held
     blas.window_sum(a, b, offsets, out)
-    want = sum(a[k].astype(np.float64) @ b[:, o:o + N].astype(np.float64) for k, o in enumerate(offsets))
+    want = sum(a[k].astype(np.float64) @ b[:, o:o + N].astype(np.float64)
+               for k, o in enumerate(offsets))
     np.testing.assert_allclose(out, want, **TOL[dtype])
 
 
@@ -57,7 +70,8 @@ def test_window_products_are_one_product_per_window(dtype, rng):
     out = np.full((T, M, K), np.nan, dtype)
     blas.window_products(a, b, offsets, out)
     for k, o in enumerate(offsets):
-        np.testing.assert_allclose(out[k], a.astype(np.float64) @ b[:, o:o + N].T.astype(np.float64), **TOL[dtype])
+        want = a.astype(np.float64) @ b[:, o:o + N].T.astype(np.float64)
+        np.testing.assert_allclose(out[k], want, **TOL[dtype])
 
 
 def test_an_empty_inner_dimension_gives_zeros():

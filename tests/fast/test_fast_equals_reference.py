@@ -5,12 +5,13 @@ blocks, threads, shortcuts), never a different function. Each case runs one inpu
 reference class and through its fast twin, called directly, and compares the output, every
 gradient and the running statistics to 1e-12. The branches:
 
-    ChunkedConv2d     1x1 stride 1 (no im2col), shifted GEMMs (stride-1 "same" convolutions, and
-                      the padded-width columns that replace them where no BLAS GEMM can be
-                      called), padded-width columns (other stride 1), im2col (stride > 1); dx by
-                      the flipped kernel (stride 1, square kernel, p < k) or by col2im (the rest);
-                      chunks of one image, of a few, of the whole batch; bias or not; an input that
-                      needs no gradient; NCHW or channel-major x and dy
+    ChunkedConv2d     each of its BRANCHES: 1x1 stride 1 (no im2col), shifted GEMMs (stride-1
+                      "same" convolutions, through BLAS or np.matmul, and the padded-width columns
+                      that replace them where no BLAS GEMM can be called), padded-width columns
+                      (other stride 1), im2col (stride > 1); dx by the flipped kernel (stride 1,
+                      square kernel, p < k) or by col2im (the rest); Winograd when turned on;
+                      chunks of one image, of a few, of the whole batch; bias or not; an input
+                      that needs no gradient; NCHW or channel-major x and dy
     BlockedBatchNorm  training and eval; blocks of one channel, of a few, of all; (N, C) and
                       (N, C, H, W); NCHW or channel-major
     BlockedReLU       blocks of one row, of a few, of all; 1-D, 2-D, 4-D; channel-major, NCHW and
@@ -25,7 +26,7 @@ import pytest
 
 import minires as mr
 from minires import functional as F, io, models, optim
-from minires.fast import blas, chunked_conv, layout, shifted_gemm
+from minires.fast import blas, chunked_conv, columns, flipped_dx, pointwise, shifted_gemm, winograd
 from minires.fast.blocked_norm import BlockedBatchNorm
 from minires.fast.blocked_relu import BlockedReLU
 from minires.fast.chunked_conv import ChunkedConv2d
@@ -52,43 +53,56 @@ def both(make, arrays, layouts=None, seed=0, gy_layout="nchw", needs=None):
     needs = needs or [True] * len(arrays)
     out = []
     for fast in (True, False):
-        tensors = [leaf(a, "cpu", lay) if need else mr.Tensor(a) for a, lay, need in zip(arrays, layouts, needs)]
+        tensors = [leaf(a, "cpu", lay) if need else mr.Tensor(a)
+                   for a, lay, need in zip(arrays, layouts, needs)]
         hooked = [t for t in tensors if t.requires_grad]
-        y, grads, _ = forward_backward(lambda *ts: make(fast)(*tensors), hooked, seed=seed, gy_layout=gy_layout)
+        y, grads, _ = forward_backward(lambda *ts: make(fast)(*tensors), hooked, seed=seed,
+                                       gy_layout=gy_layout)
         out.append((y, grads))
     return out
 
 
 # -- convolution -----------------------------------------------------------------------------------
 
-CONV_BRANCHES = {  # name: (kh, kw, stride, padding); "no BLAS": as if blas.available() were False
-    "1x1 stride 1: no im2col": (1, 1, 1, 0),
-    "3x3 same: shifted GEMMs": (3, 3, 1, 1),
-    "5x5 same: shifted GEMMs": (5, 5, 1, 2),
-    "3x3 same, no BLAS: wide columns, flipped dx": (3, 3, 1, 1),
-    "5x5 same, no BLAS: wide columns, flipped dx": (5, 5, 1, 2),
-    "3x3 valid: wide columns, flipped dx": (3, 3, 1, 0),
-    "2x2 pad 1: even kernel, flipped dx": (2, 2, 1, 1),
-    "1x1 pad 1: wide columns, col2im dx": (1, 1, 1, 1),
-    "3x3 pad 3: wide columns, col2im dx": (3, 3, 1, 3),
-    "3x1: wide columns, col2im dx": (3, 1, 1, 1),
-    "3x3 stride 2: im2col, col2im": (3, 3, 2, 1),
-    "1x1 stride 2: projection": (1, 1, 2, 0),
-    "7x7 stride 2 pad 3: the stem": (7, 7, 2, 3),
+# name: (kh, kw, stride, padding, the module of chunked_conv.BRANCHES that computes it).
+# "no BLAS": as if blas.available() were False; "matmul": the shifted_gemm_via="matmul" knob.
+CONV_BRANCHES = {
+    "1x1 stride 1: no im2col": (1, 1, 1, 0, pointwise),
+    "3x3 same: shifted GEMMs": (3, 3, 1, 1, shifted_gemm),
+    "5x5 same: shifted GEMMs": (5, 5, 1, 2, shifted_gemm),
+    "3x3 same, matmul: shifted GEMMs through np.matmul": (3, 3, 1, 1, shifted_gemm),
+    "3x3 same, no BLAS: wide columns, flipped dx": (3, 3, 1, 1, flipped_dx),
+    "5x5 same, no BLAS: wide columns, flipped dx": (5, 5, 1, 2, flipped_dx),
+    "3x3 valid: wide columns, flipped dx": (3, 3, 1, 0, flipped_dx),
+    "2x2 pad 1: even kernel, flipped dx": (2, 2, 1, 1, flipped_dx),
+    "1x1 pad 1: wide columns, col2im dx": (1, 1, 1, 1, columns),
+    "3x3 pad 3: wide columns, col2im dx": (3, 3, 1, 3, columns),
+    "3x1: wide columns, col2im dx": (3, 1, 1, 1, columns),
+    "3x3 stride 2: im2col, col2im": (3, 3, 2, 1, columns),
+    "1x1 stride 2: projection": (1, 1, 2, 0, columns),
+    "7x7 stride 2 pad 3: the stem": (7, 7, 2, 3, columns),
 }
 CHUNKS = {"one image per chunk": 1, "a few images per chunk": 6000, "the whole batch": 1 << 30}
 
 
-def take_branch(monkeypatch, branch, chunk):
+def take_branch(using, monkeypatch, branch, chunk):
     """Set the chunk size of every conv branch, and take the fallback for a "no BLAS" branch."""
-    monkeypatch.setattr(chunked_conv, "CHUNK_BYTES", CHUNKS[chunk])
-    monkeypatch.setattr(shifted_gemm, "CHUNK_BYTES", CHUNKS[chunk])
+    using(chunk_bytes=CHUNKS[chunk], shifted_gemm_chunk_bytes=CHUNKS[chunk])
     if "no BLAS" in branch:
         monkeypatch.setattr(blas, "available", lambda: False)
-    kh, kw, s, p = CONV_BRANCHES[branch]
+    if "matmul" in branch:
+        using(shifted_gemm_via="matmul")
+        monkeypatch.setattr(blas, "window_sum", None)  # not called: np.matmul does the work
+        monkeypatch.setattr(blas, "window_products", None)
+    kh, kw, s, p, module = CONV_BRANCHES[branch]
     x, w = conv_problem(kh, kw, False)[:2]
-    assert shifted_gemm.applies(x, w, s, p) == ("shifted" in branch)
+    assert chunked_conv.branch_for(x, w, s, p) is module
     return kh, kw, s, p
+
+
+def test_every_branch_of_the_dispatcher_is_tested():
+    tested = {module for *_, module in CONV_BRANCHES.values()} | {winograd}  # Winograd: below
+    assert tested == set(chunked_conv.BRANCHES)
 
 
 def conv_problem(kh, kw, bias, seed=0, N=5, C=3, C_out=4, H=9, W=8):
@@ -104,28 +118,33 @@ def conv(stride, padding):
 @pytest.mark.parametrize("chunk", CHUNKS)
 @pytest.mark.parametrize("branch", CONV_BRANCHES)
 @pytest.mark.parametrize("bias", [False, True])
-def test_chunked_conv_equals_reference_conv(monkeypatch, branch, chunk, bias):
-    kh, kw, s, p = take_branch(monkeypatch, branch, chunk)
+def test_chunked_conv_equals_reference_conv(using, monkeypatch, branch, chunk, bias):
+    kh, kw, s, p = take_branch(using, monkeypatch, branch, chunk)
     (y, grads), (y_ref, grads_ref) = both(conv(s, p), conv_problem(kh, kw, bias))
     assert_same([y, *grads], [y_ref, *grads_ref])
 
 
 @pytest.mark.parametrize("branch", CONV_BRANCHES)
-@pytest.mark.parametrize("x_layout, gy_layout", [("channel_major", "channel_major"), ("channel_major", "nchw"),
+@pytest.mark.parametrize("x_layout, gy_layout", [("channel_major", "channel_major"),
+                                                 ("channel_major", "nchw"),
                                                  ("nchw", "channel_major")])
-def test_chunked_conv_equals_reference_conv_in_either_layout(monkeypatch, branch, x_layout, gy_layout):
-    kh, kw, s, p = take_branch(monkeypatch, branch, "a few images per chunk")
+def test_chunked_conv_equals_reference_conv_in_either_layout(using, monkeypatch, branch, x_layout,
+                                                             gy_layout):
+    kh, kw, s, p = take_branch(using, monkeypatch, branch, "a few images per chunk")
     (y, grads), (y_ref, grads_ref) = both(conv(s, p), conv_problem(kh, kw, True, seed=1),
                                           layouts=[x_layout, "nchw", "nchw"], gy_layout=gy_layout)
     assert_same([y, *grads], [y_ref, *grads_ref])
 
 
 @pytest.mark.parametrize("branch", ["1x1 stride 1: no im2col", "3x3 same: shifted GEMMs",
-                                    "3x3 same, no BLAS: wide columns, flipped dx", "3x3 stride 2: im2col, col2im"])
-def test_chunked_conv_equals_reference_when_x_needs_no_gradient(monkeypatch, branch):
+                                    "3x3 same, matmul: shifted GEMMs through np.matmul",
+                                    "3x3 same, no BLAS: wide columns, flipped dx",
+                                    "3x3 stride 2: im2col, col2im"])
+def test_chunked_conv_equals_reference_when_x_needs_no_gradient(using, monkeypatch, branch):
     # The network's first layer: its input is data, so only dW (and db) are wanted.
-    kh, kw, s, p = take_branch(monkeypatch, branch, "a few images per chunk")
-    (y, grads), (y_ref, grads_ref) = both(conv(s, p), conv_problem(kh, kw, True, seed=2), needs=[False, True, True])
+    kh, kw, s, p = take_branch(using, monkeypatch, branch, "a few images per chunk")
+    (y, grads), (y_ref, grads_ref) = both(conv(s, p), conv_problem(kh, kw, True, seed=2),
+                                          needs=[False, True, True])
     assert_same([y, *grads], [y_ref, *grads_ref])
 
 
@@ -138,15 +157,18 @@ def bn_problem(shape, seed=0):
     rng = np.random.default_rng(seed)
     C = shape[1]
     view = (1, C) + (1,) * (len(shape) - 2)
-    x = rng.standard_normal(shape) * rng.uniform(0.5, 3.0, C).reshape(view) + rng.uniform(-3, 3, C).reshape(view)
-    return [x, rng.uniform(0.5, 2.0, C), rng.standard_normal(C)], rng.standard_normal(C), rng.uniform(0.5, 2.0, C)
+    x = rng.standard_normal(shape) * rng.uniform(0.5, 3.0, C).reshape(view)
+    x += rng.uniform(-3, 3, C).reshape(view)
+    params = [x, rng.uniform(0.5, 2.0, C), rng.standard_normal(C)]
+    return params, rng.standard_normal(C), rng.uniform(0.5, 2.0, C)
 
 
 @pytest.mark.parametrize("block", BLOCKS)
 @pytest.mark.parametrize("training", [True, False])
-@pytest.mark.parametrize("shape, x_layout", [((4, 6, 3, 5), "channel_major"), ((4, 6, 3, 5), "nchw"), ((9, 6), "nchw")])
-def test_blocked_batch_norm_equals_reference_batch_norm(monkeypatch, block, training, shape, x_layout):
-    monkeypatch.setattr(layout, "BLOCK_BYTES", BLOCKS[block])
+@pytest.mark.parametrize("shape, x_layout", [((4, 6, 3, 5), "channel_major"),
+                                             ((4, 6, 3, 5), "nchw"), ((9, 6), "nchw")])
+def test_blocked_batch_norm_equals_reference_batch_norm(using, block, training, shape, x_layout):
+    using(block_bytes=BLOCKS[block])
     arrays, rm, rv = bn_problem(shape)
     stats = {True: (rm.copy(), rv.copy()), False: (rm.copy(), rv.copy())}
 
@@ -160,13 +182,15 @@ def test_blocked_batch_norm_equals_reference_batch_norm(monkeypatch, block, trai
 # -- ReLU ------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("block", BLOCKS)
-@pytest.mark.parametrize("shape, x_layout", [((3, 4, 5, 6), "channel_major"), ((3, 4, 5, 6), "nchw"), ((7, 5), "nchw"),
+@pytest.mark.parametrize("shape, x_layout", [((3, 4, 5, 6), "channel_major"),
+                                             ((3, 4, 5, 6), "nchw"), ((7, 5), "nchw"),
                                              ((11,), "nchw")])
-def test_blocked_relu_equals_reference_relu(monkeypatch, block, shape, x_layout):
-    monkeypatch.setattr(layout, "BLOCK_BYTES", BLOCKS[block])
+def test_blocked_relu_equals_reference_relu(using, block, shape, x_layout):
+    using(block_bytes=BLOCKS[block])
     x = np.random.default_rng(3).standard_normal(shape)
     x.reshape(-1)[::4] = 0.0  # the kink: both give y = 0 and gradient 0 there
-    (y, grads), (y_ref, grads_ref) = both(lambda fast: BlockedReLU() if fast else ReLU(), [x], layouts=[x_layout])
+    (y, grads), (y_ref, grads_ref) = both(lambda fast: BlockedReLU() if fast else ReLU(), [x],
+                                          layouts=[x_layout])
     np.testing.assert_array_equal(y, y_ref)
     np.testing.assert_array_equal(grads[0], grads_ref[0])
 
@@ -185,65 +209,73 @@ def test_blocked_relu_equals_reference_relu_on_a_strided_view():
         np.testing.assert_array_equal(a, b)
 
 
-WINOGRAD_PADDINGS = {"3x3 same: Winograd forward and dx": 1, "3x3 valid: Winograd": 0, "3x3 pad 2: Winograd": 2}
+WINOGRAD_PADDINGS = {"3x3 same: Winograd forward and dx": 1, "3x3 valid: Winograd": 0,
+                     "3x3 pad 2: Winograd": 2}
 
 
 @pytest.mark.parametrize("chunk", CHUNKS)
 @pytest.mark.parametrize("branch", WINOGRAD_PADDINGS)
 @pytest.mark.parametrize("bias", [False, True])
-def test_chunked_conv_with_winograd_equals_reference_conv(monkeypatch, branch, chunk, bias):
-    monkeypatch.setattr(chunked_conv, "CHUNK_BYTES", CHUNKS[chunk])
-    monkeypatch.setattr(chunked_conv, "WINOGRAD_MIN_CHANNELS", 1)  # the tiny problem takes the Winograd branch
+@pytest.mark.parametrize("need_x", [True, False])
+def test_chunked_conv_with_winograd_equals_reference_conv(using, branch, chunk, bias, need_x):
+    using(chunk_bytes=CHUNKS[chunk], winograd_min_channels=1)  # the tiny problem takes Winograd
     p = WINOGRAD_PADDINGS[branch]
-    assert chunked_conv.uses_winograd(3, 4, 3, 3, 1, p)
-    (y, grads), (y_ref, grads_ref) = both(conv(1, p), conv_problem(3, 3, bias))
+    arrays = conv_problem(3, 3, bias)
+    assert chunked_conv.branch_for(*arrays[:2], 1, p) is winograd
+    needs = [need_x] + [True] * (len(arrays) - 1)
+    (y, grads), (y_ref, grads_ref) = both(conv(1, p), arrays, needs=needs)
     assert_same([y, *grads], [y_ref, *grads_ref])
 
 
-def test_winograd_runs_only_for_wide_stride_1_3x3_convolutions(monkeypatch):
-    assert not chunked_conv.uses_winograd(512, 512, 3, 3, 1, 1)  # off by default
+def shapes(C, C_out, k):
+    return np.zeros((2, C, 6, 6)), np.zeros((C_out, C, k, k))
+
+
+def test_winograd_runs_only_for_wide_stride_1_3x3_convolutions(using):
+    assert not winograd.applies(*shapes(512, 512, 3), 1, 1)  # off by default
     m = 128
-    monkeypatch.setattr(chunked_conv, "WINOGRAD_MIN_CHANNELS", m)
-    assert chunked_conv.uses_winograd(m, m, 3, 3, 1, 1)
-    assert not chunked_conv.uses_winograd(m - 1, m, 3, 3, 1, 1)  # CIFAR widths keep im2col
-    assert not chunked_conv.uses_winograd(m, m, 3, 3, 2, 1)
-    assert not chunked_conv.uses_winograd(m, m, 1, 1, 1, 0)
-    assert not chunked_conv.uses_winograd(m, m, 3, 3, 1, 3)
+    using(winograd_min_channels=m)
+    assert winograd.applies(*shapes(m, m, 3), 1, 1)
+    assert not winograd.applies(*shapes(m - 1, m, 3), 1, 1)  # CIFAR widths keep im2col
+    assert not winograd.applies(*shapes(m, m, 3), 2, 1)
+    assert not winograd.applies(*shapes(m, m, 1), 1, 0)
+    assert not winograd.applies(*shapes(m, m, 3), 1, 3)
 
 
 # -- one gradient check per fast branch ------------------------------------------------------------
 
 @pytest.mark.parametrize("branch", ["1x1 stride 1: no im2col", "3x3 same: shifted GEMMs",
                                     "3x3 same, no BLAS: wide columns, flipped dx",
-                                    "3x3 pad 3: wide columns, col2im dx", "3x1: wide columns, col2im dx",
-                                    "3x3 stride 2: im2col, col2im"])
-def test_chunked_conv_gradcheck(monkeypatch, branch):
+                                    "3x3 pad 3: wide columns, col2im dx",
+                                    "3x1: wide columns, col2im dx", "3x3 stride 2: im2col, col2im"])
+def test_chunked_conv_gradcheck(using, monkeypatch, branch):
     # One image per chunk: the dW sum over chunks is checked too.
-    kh, kw, s, p = take_branch(monkeypatch, branch, "one image per chunk")
-    inputs = [mr.Tensor(a, requires_grad=True) for a in conv_problem(kh, kw, True, N=2, C=2, C_out=2, H=5, W=4)]
+    kh, kw, s, p = take_branch(using, monkeypatch, branch, "one image per chunk")
+    problem = conv_problem(kh, kw, True, N=2, C=2, C_out=2, H=5, W=4)
+    inputs = [mr.Tensor(a, requires_grad=True) for a in problem]
     assert mr.gradcheck(lambda *ts: ChunkedConv2d(s, p)(*ts), *inputs)
 
 
-def test_chunked_conv_winograd_gradcheck(monkeypatch):
-    monkeypatch.setattr(chunked_conv, "CHUNK_BYTES", 1)
-    monkeypatch.setattr(chunked_conv, "WINOGRAD_MIN_CHANNELS", 1)
-    inputs = [mr.Tensor(a, requires_grad=True) for a in conv_problem(3, 3, True, N=2, C=2, C_out=2, H=5, W=4)]
+def test_chunked_conv_winograd_gradcheck(using):
+    using(chunk_bytes=1, winograd_min_channels=1)
+    problem = conv_problem(3, 3, True, N=2, C=2, C_out=2, H=5, W=4)
+    inputs = [mr.Tensor(a, requires_grad=True) for a in problem]
     assert mr.gradcheck(lambda *ts: ChunkedConv2d(1, 1)(*ts), *inputs)
 
 
 @pytest.mark.parametrize("training", [True, False])
-def test_blocked_batch_norm_gradcheck(monkeypatch, training):
-    monkeypatch.setattr(layout, "BLOCK_BYTES", 1)
+def test_blocked_batch_norm_gradcheck(using, training):
+    using(block_bytes=1)
     arrays, rm, rv = bn_problem((3, 2, 2, 3), seed=5)
     inputs = [mr.Tensor(a, requires_grad=True) for a in arrays]
     stats = (None, None) if training else (rm, rv)
     assert mr.gradcheck(lambda *ts: BlockedBatchNorm(training, *stats, 0.1, 1e-5)(*ts), *inputs)
 
 
-def test_blocked_relu_gradcheck(monkeypatch):
-    monkeypatch.setattr(layout, "BLOCK_BYTES", 1)
+def test_blocked_relu_gradcheck(using):
+    using(block_bytes=1)
     rng = np.random.default_rng(6)
-    x = rng.uniform(0.1, 2.0, (2, 3, 4, 4)) * rng.choice([-1.0, 1.0], (2, 3, 4, 4))  # away from the kink
+    x = rng.uniform(0.1, 2.0, (2, 3, 4, 4)) * rng.choice([-1.0, 1.0], (2, 3, 4, 4))  # off the kink
     assert mr.gradcheck(lambda t: BlockedReLU()(t), mr.Tensor(x, requires_grad=True))
 
 
@@ -311,7 +343,9 @@ def test_blocked_batch_norm_in_float32_is_as_accurate_as_the_reference():
         return rv, ts[1].grad, ts[0].grad
 
     truth = run(BatchNorm, np.float64)
-    for what, fast, ref, want in zip(("running_var", "dgamma", "dx"), run(BlockedBatchNorm, np.float32),
+    for what, fast, ref, want in zip(("running_var", "dgamma", "dx"),
+                                     run(BlockedBatchNorm, np.float32),
                                      run(BatchNorm, np.float32), truth):
         fast_err, ref_err = (np.median(np.abs(a - want) / np.abs(want)) for a in (fast, ref))
-        assert fast_err <= 2 * ref_err, f"{what}: fast path error {fast_err:.2e}, reference {ref_err:.2e}"
+        assert fast_err <= 2 * ref_err, \
+            f"{what}: fast path error {fast_err:.2e}, reference {ref_err:.2e}"

@@ -1,25 +1,23 @@
-"""Rows of memory: how the fast batch norm and ReLU cut an activation into cache-sized blocks.
+"""Blocks of rows: how the fast batch norm and ReLU cut an activation into cache-sized pieces.
 
 A row is the outermost axis of an array's memory: a channel of a channel-major activation (the
 layout of ``functional/layout.py``), an image of a C-contiguous one. Elementwise work and
-per-channel reductions are done over blocks of whole rows of at most ``BLOCK_BYTES`` per array,
-spread over the threads (``threads.map_chunks``): each block is still in cache for the next of
-the few passes over it, and no two blocks share an output, so the numbers do not depend on the
-blocks or the threads.
+per-channel reductions are done over blocks of whole rows of at most ``block_bytes`` (a knob,
+``config.py``; 1 MiB) per array, spread over the threads (``threads.map_chunks``): each block is
+still in cache for the next of the few passes over it, and no two blocks share an output, so
+the numbers do not depend on the blocks or the threads.
 """
 from .. import backend
 from ..functional.layout import channels_first_2d
+from .config import knobs
 from .threads import map_chunks
-
-BLOCK_BYTES = 1 << 20
-"""Largest block of rows, in bytes per array, for elementwise and per-channel work on the CPU."""
 
 
 def rows_per_block(m):
     """Rows of the (rows, columns) matrix ``m`` in one block (on the GPU: all of them)."""
     if backend.is_gpu_array(m):
         return m.shape[0]
-    return BLOCK_BYTES // max(1, m.shape[1] * m.dtype.itemsize)
+    return knobs.block_bytes // max(1, m.shape[1] * m.dtype.itemsize)
 
 
 def map_rows(fn, *arrays):
@@ -31,7 +29,8 @@ def map_rows(fn, *arrays):
     """
     a = arrays[0]
     rows = None
-    if a.size and not backend.is_gpu_array(a) and a.ndim >= 2 and all(b.shape == a.shape for b in arrays):
+    same_shape = all(b.shape == a.shape for b in arrays)
+    if a.size and not backend.is_gpu_array(a) and a.ndim >= 2 and same_shape:
         if all(b.flags.c_contiguous for b in arrays):
             rows = [b.reshape(a.shape[0], -1) for b in arrays]
         elif all(b.swapaxes(0, 1).flags.c_contiguous for b in arrays):
@@ -40,4 +39,5 @@ def map_rows(fn, *arrays):
         fn(*arrays)
         return
     per_row = rows[0].shape[1] * max(b.itemsize for b in arrays)
-    map_chunks(len(rows[0]), BLOCK_BYTES // per_row, lambda lo, hi: fn(*(r[lo:hi] for r in rows)))
+    map_chunks(len(rows[0]), knobs.block_bytes // per_row,
+               lambda lo, hi: fn(*(r[lo:hi] for r in rows)))
