@@ -35,7 +35,8 @@ def pytest_configure(config):
     # newest three runs: two suites running at once (two checkouts) delete each other's folders.
     # A private root per run avoids that; --basetemp still chooses one explicitly.
     if not config.option.basetemp:
-        config.option.basetemp = config._minires_basetemp = tempfile.mkdtemp(prefix="minires-pytest-")
+        root = tempfile.mkdtemp(prefix="minires-pytest-")
+        config.option.basetemp = config._minires_basetemp = root
 
 
 def pytest_unconfigure(config):
@@ -45,7 +46,8 @@ def pytest_unconfigure(config):
 
 def pytest_addoption(parser):
     parser.addoption("--device", default=os.environ.get("MINIRES_TEST_DEVICE", "all"),
-                     choices=["all", "cpu", "gpu"], help="which backend the device-parametrised tests use")
+                     choices=["all", "cpu", "gpu"],
+                     help="which backend the device-parametrised tests use")
 
 
 def pytest_generate_tests(metafunc):
@@ -60,7 +62,8 @@ def pytest_generate_tests(metafunc):
 @pytest.fixture
 def device(request):
     if request.param == "gpu" and not backend.gpu_available():
-        pytest.skip("no CUDA GPU with CuPy on this machine (the GPU backend is tested where one is present)")
+        pytest.skip("no CUDA GPU with CuPy on this machine "
+                    "(the GPU backend is tested where one is present)")
     return request.param
 
 
