@@ -131,8 +131,8 @@ def test_without_shortcuts_the_deeper_net_has_a_far_less_convex_landscape(small_
     directions of seeds 1 and 2, as ``landscape.run`` with seed 0), the loss on the first 64
     training digits. Near the minimum (``landscape.summarise``), plain-56 has many points of
     clearly negative curvature and ResNet-56 few; at depth 20 both have few. Plain-56 is the
-    degraded net (75-85% training error at 3 epochs): as in the full run (README), its landscape
-    is where SGD left it, far from a minimum.
+    degraded net (75-85% training error at 3 epochs): as in the full run
+    (results/landscape.md), its landscape is where SGD left it, far from a minimum.
 
     Share of points near the minimum with clearly negative curvature, plain / ResNet, on seeds
     100-104: depth 20: 0.000 / 0.000, 0.056 / 0.053, 0.000 / 0.000, 0.000 / 0.000, 0.000 / 0.000;

@@ -132,7 +132,8 @@ def test_a_late_block_costs_a_resnet_little_and_any_block_breaks_its_plain_twin(
     recipe, seed 0), depth 20. ResNet-20: deleting either shape-preserving block of the last stage
     raises the test error by a few points at most. Plain-20: deleting any one shape-preserving
     block sends it toward chance (90%). Not *any* block of the ResNet: as in the full run
-    (README), its first blocks after the stem matter, so the test claims the last stage only.
+    (results/lesion.md), its first blocks after the stem matter, so the test claims the last
+    stage only.
 
     Seeds 100-104, test error (%) intact, and the rise (points) when each of layer1.0, 1.1, 1.2,
     2.1, 2.2, 3.1, 3.2 is deleted. ResNet-20: 6.1 (+63, +36, +10, +6.1, +1.9, +1.9, +1.7); 6.1

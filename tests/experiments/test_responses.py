@@ -87,7 +87,7 @@ def test_resnet_responses_are_smaller_than_the_plain_twins(small_net):
     ResNet's responses are smaller still (ResNet-56 / ResNet-20 mean: 1.036 / 1.046, 1.011 /
     0.993, 1.027 / 0.999, 1.080 / 1.013, 0.980 / 1.022; max: 1.069 / 1.126, 1.039 / 1.051, 1.064 /
     1.059, 1.206 / 1.040, 1.057 / 1.081). Even after 30 epochs the mean was 0.995 for ResNet-56
-    against 0.998 for ResNet-20 (README)."""
+    against 0.998 for ResNet-20 on another CPU (results/responses.md has the reference run)."""
     loader = small_nets.digits_test_loader()
     top = {name: max(responses.layer_responses(small_net(name).model, loader).values())
            for name in ("plain56", "resnet56")}
