@@ -4,6 +4,9 @@
     MINIRES_OPS=reference python ...     the whole process on the reference path
     with minires.reference_ops(): ...    one block of code on the reference path
 
+MINIRES_OPS is read on import; its case and surrounding spaces do not matter (`` Reference ``).
+Any other value than these two (or empty) is said in one line on stderr, and the fast ops run.
+
 The reference ops are the formulas of their docstrings, written to be read; their fast twins
 compute the same function (``tests/fast/test_fast_equals_reference.py``) the way that runs fast.
 ``F.conv2d``, ``F.batch_norm`` and ``F.relu`` ask :func:`implementation` which ``Function`` class to
@@ -18,10 +21,23 @@ FAST = {}
 """Reference Function class -> its fast twin. ``minires/fast/__init__.py`` fills it."""
 
 MODES = ("fast", "reference")
-_mode = os.environ.get("MINIRES_OPS", "fast") or "fast"
-if _mode not in MODES:
-    raise ValueError(f"MINIRES_OPS must be one of {MODES}, got {_mode!r}")
-_reference = _mode == "reference"
+
+
+def mode_from_environment(value):
+    """The mode that MINIRES_OPS=``value`` selects: "fast" or "reference" (None: unset).
+
+    Case and surrounding spaces do not matter; an unknown value is said, in one line on stderr,
+    and gives the default, "fast": a library should not refuse to import over its environment.
+    """
+    mode = (value or "").strip().lower() or "fast"
+    if mode not in MODES:
+        print(f"minires: MINIRES_OPS must be one of {', '.join(MODES)} (any case), got "
+              f"{value!r}: running the fast ops", file=sys.stderr)
+        return "fast"
+    return mode
+
+
+_reference = mode_from_environment(os.environ.get("MINIRES_OPS")) == "reference"
 _said = False
 
 

@@ -12,11 +12,13 @@ arguments, same saved state where it matters, the same function up to float roun
     memory.py         reused column buffers (workspaces); tune_allocator: glibc keeps freed memory
     row_blocks.py     blocks of rows of an activation (block_bytes), map_rows
     chunked_conv.py   ChunkedConv2d: the dispatcher, the first of its BRANCHES that applies
+    empty.py          (branch) nothing to multiply (N, C_in or C_out is 0): y = b, no GEMM
     winograd.py       (branch) Winograd F(2x2, 3x3) for stride-1 3x3 convolutions; off by default
     shifted_gemm.py   (branch) stride-1 "same" convolutions as kh*kw GEMMs on shifted windows
     pointwise.py      (branch) 1x1 stride-1 convolutions: the activation is the column matrix
     flipped_dx.py     (branch) stride 1: dx as a convolution with the flipped kernel, no col2im
     columns.py        (branch) im2col columns over chunks of images, padded width for stride 1
+    nonfinite.py      NaN and inf in the entries the reference puts them: where a branch differs
     blas.py           GEMM that accumulates (C += A @ B) and GEMMs over windows, from NumPy's BLAS
     blocked_norm.py   BlockedBatchNorm: blocks of channels, pairwise sums
     blocked_relu.py   BlockedReLU: blocks of rows
@@ -73,7 +75,8 @@ Why each of them pays:
   ``python -m minires`` and ``python -m benchmarks``, never on import): without it every fresh
   activation of a step page-faults once per 4 KiB.
 
-Threads: as many as the process has cores, at most 8, or ``MINIRES_NUM_THREADS``, or the
+Threads: as many as the process has cores, at most 8, or ``MINIRES_NUM_THREADS`` (a positive
+whole number; any other value is said in one line on stderr and the default used), or the
 ``num_threads`` knob (``using(num_threads=n)`` for a block, ``set_num_threads(n)`` for good).
 """
 from .. import switch

@@ -12,7 +12,8 @@ each operand with unit stride along its rows or along its columns (a slice of a 
 or its transpose, is fine: BLAS takes a leading dimension), nothing copied. :func:`window_sum` and
 :func:`window_products` run a series of such products over windows b[:, o:o+N] of one matrix
 (the shifted GEMMs of ``shifted_gemm.py``), checked once for the whole series: a view's address
-is computed, not asked of NumPy, since asking costs more than a small GEMM.
+is computed, not asked of NumPy, since asking costs more than a small GEMM. Offsets may be any
+integers, NumPy's included.
 
 The library is the one threadpoolctl finds in the process (NumPy's OpenBLAS, or MKL), so its
 thread count is the one ``threads.py`` sets. Its integer arguments are declared from the symbol
@@ -23,6 +24,7 @@ a transposed operand compared with NumPy's, per dtype. When no library passes it
 :func:`available` is False and callers take another route.
 """
 import ctypes
+import operator
 
 import numpy as np
 
@@ -154,6 +156,16 @@ def _float_dtype(where, a):
     return a.dtype
 
 
+def _offsets(where, offsets):
+    """The offsets as Python ints (ctypes takes no NumPy integers): any integral value, not bool."""
+    try:
+        if any(isinstance(o, (bool, np.bool_)) for o in offsets):
+            raise TypeError
+        return [operator.index(o) for o in offsets]
+    except TypeError:
+        raise ValueError(f"{where}: offsets must be integers, got {list(offsets)!r}") from None
+
+
 def _check_windows(where, b, offsets, N, dtype):
     if not isinstance(b, np.ndarray) or b.ndim != 2 or b.dtype != dtype:
         got = f"{getattr(b, 'dtype', type(b).__name__)} {getattr(b, 'shape', '')}"
@@ -189,7 +201,7 @@ def window_sum(a, b, offsets, out):
 
     One GEMM per window, each adding into out (beta = 1) after the first.
     """
-    fns = _gemm_table()
+    fns, offsets = _gemm_table(), _offsets("window_sum", offsets)
     T, M, K = a.shape if getattr(a, "ndim", 0) == 3 else (None, None, None)
     if T is None or T != len(offsets) or T == 0:
         raise ValueError(f"window_sum: a must be (T, M, K) with T = {len(offsets)} offsets, got "
@@ -216,7 +228,7 @@ def window_sum(a, b, offsets, out):
 def window_products(a, b, offsets, out):
     """out[k] = a @ b[:, o_k : o_k + N].T for each of the T offsets: a (M, N) row-major, b (K, L)
     row-major, out (T, M, K)."""
-    fns = _gemm_table()
+    fns, offsets = _gemm_table(), _offsets("window_products", offsets)
     if getattr(a, "ndim", 0) != 2 or getattr(out, "ndim", 0) != 3:
         raise ValueError(f"window_products: a must be 2-D and out 3-D, got shapes "
                          f"{getattr(a, 'shape', '')} and {getattr(out, 'shape', '')}")

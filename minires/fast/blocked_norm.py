@@ -6,6 +6,7 @@ channel-major matrix (``row_blocks.rows_per_block``, spread over the threads wit
 each block's rows are still in cache for the next of the few passes over them, and the
 temporaries are computed in the output's buffer. Every channel's numbers are the same whatever
 the blocks. Eval mode is one multiply and one add per value (scale and shift per channel).
+In training, read-only running statistics are refused by name before any work.
 
 The per-channel sums of products (the variance, dgamma) are summed pairwise, as NumPy's ``sum``
 over a contiguous axis does and as the reference's ``var`` and ``sum`` do. A running sum
@@ -25,12 +26,23 @@ def row_dots(a, b):
     return (a * b).sum(axis=1)
 
 
+def check_writeable(running_mean, running_var):
+    """Training updates the running statistics in place: refuse read-only ones before any work,
+    by name (the reference fails on NumPy's "assignment destination is read-only")."""
+    for name, a in (("running_mean", running_mean), ("running_var", running_var)):
+        if not getattr(getattr(a, "flags", None), "writeable", True):  # CuPy's: always writeable
+            raise ValueError(f"batch_norm: {name} is read-only, and training updates it in "
+                             "place: pass a writeable copy")
+
+
 class BlockedBatchNorm(BatchNorm):
     """The reference ``BatchNorm`` over blocks of channel rows: same arguments, same function."""
 
     row_dots = staticmethod(row_dots)
 
     def forward(self, x, gamma, beta):
+        if self.training:
+            check_writeable(self.running_mean, self.running_var)
         xp = backend.get_array_module(x)
         m = channels_first_2d(x)  # (C, M)
         M = m.shape[1]
@@ -54,7 +66,7 @@ class BlockedBatchNorm(BatchNorm):
                 out += (beta[lo:hi] - scale * mu)[:, None]
             return mu, var, invstd
 
-        blocks = map_chunks(len(m), rows_per_block(m), run)
+        blocks = map_chunks(len(m), rows_per_block(m), run, like=m)
         mu, var, invstd = (xp.concatenate(s) for s in zip(*blocks))
         if self.training and self.running_mean is not None:
             mom = self.momentum
@@ -88,7 +100,7 @@ class BlockedBatchNorm(BatchNorm):
                 xp.multiply(g_c, scale, out=out)
             return dgamma, dbeta
 
-        blocks = map_chunks(len(g), rows_per_block(g), run)
+        blocks = map_chunks(len(g), rows_per_block(g), run, like=g)
         dgamma, dbeta = (xp.concatenate(s) for s in zip(*blocks))
         dx = from_channels_first_2d(dx, gy.shape) if self.needs_input_grad[0] else None
         return dx, dgamma, dbeta

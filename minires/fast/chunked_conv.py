@@ -9,13 +9,16 @@ It is a dispatcher. Each way of computing a convolution is a module with three f
 
 and the first module in ``BRANCHES`` whose ``applies`` says yes computes the forward; its own
 ``backward`` then computes the gradients. Every branch computes the same function, in its own
-rounding (``tests/fast/test_fast_equals_reference.py`` runs each one against the reference op).
+rounding (``tests/fast/test_fast_equals_reference.py`` runs each one against the reference op),
+with NaN and inf in the same entries (``nonfinite.py``).
 """
+from .. import backend
 from ..functional.conv import Conv2d, out_size
 from ..functional.layout import channels_first_2d, from_channels_first_2d
-from . import columns, flipped_dx, pointwise, shifted_gemm, winograd
+from . import columns, empty, flipped_dx, pointwise, shifted_gemm, winograd
 
 BRANCHES = (
+    empty,          # N, C_in or C_out is 0: y = b, dx = 0, dW = 0, no GEMM
     winograd,       # stride-1 3x3 from ``winograd_min_channels`` on: off by default
     shifted_gemm,   # stride-1 "same", up to 128 channels, CPU: kh*kw GEMMs, no columns
     pointwise,      # 1x1 stride 1: the activation is already the column matrix
@@ -27,6 +30,13 @@ BRANCHES = (
 def branch_for(x, w, stride, padding):
     """The module of ``BRANCHES`` that computes this convolution."""
     return next(b for b in BRANCHES if b.applies(x, w, stride, padding))
+
+
+def bias_grad(gy):
+    """db = the sum of dy over (n, p, q), per output channel (zeros when dy has no entries)."""
+    if gy.size == 0:
+        return backend.get_array_module(gy).zeros(gy.shape[1], dtype=gy.dtype)
+    return channels_first_2d(gy).sum(axis=1)
 
 
 class ChunkedConv2d(Conv2d):
@@ -45,6 +55,6 @@ class ChunkedConv2d(Conv2d):
         x, s, p = self.x, self.stride, self.padding
         gx2, gw = self.branch.backward(x, self.w, gy, s, p, need_x, need_w)
         need_b = self.has_bias and self.needs_input_grad[2]
-        gb = channels_first_2d(gy).sum(axis=1) if need_b else None
+        gb = bias_grad(gy) if need_b else None
         gx = from_channels_first_2d(gx2, x.shape) if need_x else None
         return (gx, gw, gb) if self.has_bias else (gx, gw)

@@ -110,7 +110,7 @@ def forward(x, w, b, stride, padding):
             y_n += b[:, None]
 
     per_image = C * kh * kw * (OH * wide_width(W, kw, p) if wide else S)
-    map_chunks(N, images_per_chunk(x, per_image), run)
+    map_chunks(N, images_per_chunk(x, per_image), run, like=x)
     return y
 
 
@@ -144,7 +144,7 @@ def backward_in_chunks(x, w, gy, need_x, need_w, per_image, weight_grad, input_g
             input_grad(x_n, gy_n, g2, gx2[:, lo * HW:hi * HW])
         return gw
 
-    parts = map_chunks(N, images_per_chunk(x, per_image), run)
+    parts = map_chunks(N, images_per_chunk(x, per_image), run, like=gy)
     gw = None
     if need_w:
         gw = sum_in_chunk_order(parts, xp.zeros((C_out, w[0].size), dtype=gy.dtype))

@@ -8,11 +8,13 @@ the inputs its window covered, so
 
 (W flipped in space, its input and output channels swapped): another contiguous gather and GEMM,
 on the padded-width columns of dy (``columns.im2col_wide``), instead of col2im's scatter-add,
-which moves less memory. The forward and dW are the columns' (``columns.py``).
+which moves less memory. The forward and dW are the columns' (``columns.py``). (It multiplies
+every weight by dY's zero padding too: for non-finite weights, col2im instead; ``nonfinite.py``.)
 """
 from .. import backend
 from . import columns
 from .memory import workspace
+from .nonfinite import all_finite
 
 
 def flipped_kernel(w):
@@ -21,9 +23,10 @@ def flipped_kernel(w):
 
 
 def applies(x, w, stride, padding):
-    """Stride 1, a square kernel larger than 1x1 and padding p < k (so that k - 1 - p >= 0)."""
+    """Stride 1, a square kernel larger than 1x1, padding p < k (so that k - 1 - p >= 0), and
+    images of at least one row and column (else dy, padded by k - 1 - p, is smaller than k)."""
     C_out, C, kh, kw = w.shape
-    return stride == 1 and kh == kw > 1 and padding < kh
+    return stride == 1 and kh == kw > 1 and padding < kh and min(x.shape[2], x.shape[3]) >= 1
 
 
 forward = columns.forward
@@ -31,6 +34,8 @@ forward = columns.forward
 
 def backward(x, w, gy, stride, padding, need_x, need_w):
     """dW from the columns; dx = conv(dy, flipped kernel, padding k - 1 - p), on padded width."""
+    if need_x and not all_finite(w):  # each weight times dY's zero padding: see nonfinite.py
+        return columns.backward(x, w, gy, stride, padding, need_x, need_w)
     xp = backend.get_array_module(gy)
     C_out, C, k, _ = w.shape
     H, W = x.shape[2], x.shape[3]

@@ -32,7 +32,7 @@ def forward(x, w, b, stride, padding):
         if b is not None:
             y_n += b[:, None]
 
-    map_chunks(N, columns.images_per_chunk(x, C * S), run)
+    map_chunks(N, columns.images_per_chunk(x, C * S), run, like=x)
     return y
 
 

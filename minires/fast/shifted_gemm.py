@@ -28,14 +28,18 @@ Backward, on the same grid:
 
 the second being the same-padded convolution of dY with the flipped kernel
 (``flipped_dx.py``). One buffer of dY (zeros on the garbage and around the images) serves both.
+Both multiply zeros the reference never multiplies, which matters only for NaN and inf: see
+``nonfinite.py``.
 """
 import numpy as np
 
 from .. import backend
-from . import blas
+from ..functional.layout import channels_first_2d
+from . import blas, columns
 from .config import knobs
 from .flipped_dx import flipped_kernel
 from .memory import workspace
+from .nonfinite import all_finite
 from .threads import map_chunks, sum_in_chunk_order
 
 # The knobs read here (config.py):
@@ -146,6 +150,8 @@ def forward(x, w, b, stride, padding):
 
 def backward(x, w, gy, stride, padding, need_x, need_w):
     """(dx as (C, N*H*W) channel-major or None, dW (C_out, C, k, k) or None) of the above."""
+    if need_x and not all_finite(w):  # flipped weights times dY's zeros: see nonfinite.py
+        return columns.backward(x, w, gy, stride, padding, need_x, need_w)
     C_out, C, k, _ = w.shape
     N, _, H, W = x.shape
     p = padding
@@ -163,6 +169,9 @@ def backward(x, w, gy, stride, padding, need_x, need_w):
             x_buf, _ = shared_padding(x[lo:hi], k, p, "shifted_x")
             gw = np.empty((k * k, C_out, C), dtype=gy.dtype)
             window_products(g_wide, x_buf, where, gw)
+            if not all_finite(gw):  # perhaps 0 * x on a garbage output: see nonfinite.py
+                g2 = channels_first_2d(gy[lo:hi])
+                gw = taps(columns.weight_grad(x[lo:hi], g2, w, 1, p).reshape(w.shape))
         if need_x:
             out = workspace((C, n * L_image), gy.dtype, gy, "shifted_out")
             window_sum(flipped, g_buf, where, out)

@@ -9,19 +9,29 @@ both, the cores never wait on each other between a copy and a GEMM, and the colu
 back from cache instead of memory. This is :func:`map_chunks`; the fast convolution, batch norm
 and ReLU use it.
 
-BLAS is held to one thread with threadpoolctl while the chunks run, and given back its own
-setting afterwards; only a GEMM over one image too large for a chunk runs on BLAS's threads.
-Where threadpoolctl sees no BLAS (Apple's Accelerate, the reference netlib BLAS), the chunks
-still run on the pool, and BLAS keeps whatever thread count it has (said once, on stderr).
+BLAS is held to one thread (through threadpoolctl's handles on the libraries) while the chunks
+run, and given back its own setting afterwards; only a GEMM over one image too large for a chunk
+runs on BLAS's threads. BLAS's thread count is one setting for the whole process, and several
+Python threads may run chunks at once: the first of them to enter holds BLAS to one thread, and
+the last to leave gives it back (:func:`one_blas_thread`, a count under a lock). Work on the GPU
+(CuPy arrays) runs in the calling thread and leaves BLAS alone. Where threadpoolctl sees no BLAS
+(Apple's Accelerate, the reference netlib BLAS), the chunks still run on the pool, and BLAS keeps
+whatever thread count it has (said once, on stderr).
+
 Threads: the ``num_threads`` knob (``config.py``), by default $MINIRES_NUM_THREADS, else the
-cores this process may use (at most 8); :func:`set_num_threads` sets it for good.
+cores this process may use (at most 8); :func:`set_num_threads` sets it for good. A value of
+MINIRES_NUM_THREADS that is not a positive whole number (``abc``, ``2.5``, ``0``, ``-1``) is said
+in one line on stderr and the default is used instead: a library does not stop a program over
+its environment. Surrounding spaces do not matter.
 """
 import contextlib
+import numbers
 import os
 import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+from .. import backend
 from .config import configure, knobs
 
 _pool = None
@@ -29,6 +39,33 @@ _pool_size = 0
 _local = threading.local()  # .busy: this thread is running chunks already
 _default_threads = None
 _blas = None  # threadpoolctl's handle on the BLAS libraries NumPy loaded; False if there is none
+_limit_lock = threading.Lock()  # guards the two below
+_limit_users = 0  # threads inside one_blas_thread() now
+_saved_threads = None  # [(library, its thread count)]: found by the first in, restored by the last
+
+
+def cores():
+    """The cores this process may use, at most 8: the default thread count."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, min(8, len(os.sched_getaffinity(0))))
+    return max(1, min(8, os.cpu_count() or 1))  # pragma: no cover - not Linux
+
+
+def threads_from_environment(value):
+    """The thread count MINIRES_NUM_THREADS=``value`` asks for, or None (unset, empty or refused).
+
+    A positive whole number, surrounding spaces allowed; anything else (``abc``, ``2.5``, ``0``,
+    ``-1``) is said in one line on stderr and refused, so that the default applies.
+    """
+    text = (value or "").strip()
+    if not text:
+        return None
+    n = int(text) if text.isdecimal() else 0
+    if n < 1:
+        print(f"minires: MINIRES_NUM_THREADS must be a positive whole number of threads, got "
+              f"{value!r}: using {cores()} (the cores, at most 8)", file=sys.stderr)
+        return None
+    return n
 
 
 def num_threads():
@@ -37,28 +74,31 @@ def num_threads():
     global _default_threads
     if knobs.num_threads is not None:
         return knobs.num_threads
-    if _default_threads is None:
-        env = os.environ.get("MINIRES_NUM_THREADS")
-        if env:
-            _default_threads = max(1, int(env))
-        elif hasattr(os, "sched_getaffinity"):
-            _default_threads = max(1, min(8, len(os.sched_getaffinity(0))))
-        else:  # pragma: no cover - not Linux
-            _default_threads = max(1, min(8, os.cpu_count() or 1))
+    if _default_threads is None:  # read once: a bad value is said once
+        _default_threads = threads_from_environment(os.environ.get("MINIRES_NUM_THREADS"))
+        _default_threads = _default_threads or cores()
     return _default_threads
 
 
 def set_num_threads(n):
-    """Use ``n`` threads for CPU work from now on (1 runs everything in the calling thread).
+    """Use ``n`` threads for CPU work from now on (1 runs everything in the calling thread; None
+    goes back to the default). Anything but a positive int or None is refused (ValueError).
 
     For one block of code: ``with minires.fast.using(num_threads=n):``."""
-    configure(num_threads=max(1, int(n)))
+    if n is not None and not (isinstance(n, numbers.Integral) and not isinstance(n, bool)
+                              and n >= 1):
+        raise ValueError(f"minires.fast.set_num_threads: n must be a positive int (or None for "
+                         f"the default), got {n!r}")
+    configure(num_threads=None if n is None else int(n))
 
 
 def _forget_pool():
-    global _pool, _pool_size
-    # A forked child has none of the parent's threads: start a new pool when needed.
+    global _pool, _pool_size, _limit_lock, _limit_users, _saved_threads
+    # A forked child has none of the parent's threads: start a new pool when needed. Nor is any
+    # of them inside one_blas_thread() in the child (the count starts again from 0), or holding
+    # its lock (a new one).
     _pool, _pool_size = None, 0
+    _limit_lock, _limit_users, _saved_threads = threading.Lock(), 0, None
 
 
 if hasattr(os, "register_at_fork"):
@@ -81,6 +121,49 @@ def blas_libraries():
     return _blas or None
 
 
+def _set_threads(lib, n):
+    # threadpoolctl (3.8) lets only one Python thread at a time change OpenBLAS's count (the
+    # first to set it, until it gives control back) and silently ignores the others; the count
+    # in one_blas_thread is what keeps minires's own threads from fighting, so it calls the
+    # library's setter itself where threadpoolctl has one, and its public method elsewhere.
+    getattr(lib, "_real_set_num_threads", lib.set_num_threads)(n)
+
+
+@contextlib.contextmanager
+def one_blas_thread():
+    """BLAS held to one thread inside this block, for the whole process, then given back.
+
+    The thread count is one setting of the process, entered and left from several Python
+    threads at once (four threads training four nets, say). Each taking threadpoolctl's limit
+    for itself would restore what it saw on entry, which may be another thread's limit of 1.
+    So the first thread in sets the limit and the last one out restores the setting found by
+    the first: a count under a lock. Nothing happens where threadpoolctl sees no BLAS.
+    """
+    global _limit_users, _saved_threads
+    blas = blas_libraries()
+    if blas is None:
+        yield
+        return
+    with _limit_lock:
+        if _limit_users == 0:
+            _saved_threads = [(lib, lib.get_num_threads()) for lib in blas.lib_controllers]
+            for lib, n in _saved_threads:
+                if n is not None:
+                    _set_threads(lib, 1)
+        _limit_users += 1
+    try:
+        yield
+    finally:
+        with _limit_lock:
+            if _limit_users > 0:  # 0: entered before a fork, left in the child (see _forget_pool)
+                _limit_users -= 1
+                if _limit_users == 0:
+                    for lib, n in _saved_threads:
+                        if n is not None:
+                            _set_threads(lib, n)
+                    _saved_threads = None
+
+
 def chunks(n, size):
     """Consecutive ``(lo, hi)`` slices of range(n), each at most ``size`` long."""
     size = max(1, int(size))
@@ -94,7 +177,7 @@ def sum_in_chunk_order(parts, total):
     return total
 
 
-def map_chunks(n, size, body):
+def map_chunks(n, size, body, like=None):
     """``[body(lo, hi) for (lo, hi) in chunks(n, size)]``, the chunks spread over the CPU threads.
 
     While they run, BLAS is held to one thread (each worker calls it on its own chunk). The
@@ -102,7 +185,8 @@ def map_chunks(n, size, body):
     share an output, so the results are bit-identical whatever the number of threads. One chunk
     or one thread: the chunks run in the calling thread; a lone chunk still gets one BLAS
     thread, unless it is one item over the size budget (``size`` < 1: one large image), whose
-    GEMM is worth BLAS's own threads.
+    GEMM is worth BLAS's own threads. ``like``: an array of the work; on the GPU (a CuPy array)
+    the chunks run in the calling thread, and the CPU's BLAS is left alone.
     """
     global _pool, _pool_size
     spans = chunks(n, size)
@@ -112,9 +196,9 @@ def map_chunks(n, size, body):
     # that minires's own threads need next (measured: a ResNet-20 step at batch 32 took 1.4x as
     # long that way).
     big_lone_chunk = len(spans) == 1 and int(size) < 1
-    if not spans or big_lone_chunk or getattr(_local, "busy", False):
+    on_gpu = like is not None and backend.is_gpu_array(like)
+    if not spans or big_lone_chunk or on_gpu or getattr(_local, "busy", False):
         return [body(lo, hi) for lo, hi in spans]
-    blas = blas_libraries()
     threads = min(num_threads(), len(spans))
     results = [None] * len(spans)
     todo = iter(range(len(spans)))  # shared: next() on it is atomic under the GIL
@@ -127,7 +211,7 @@ def map_chunks(n, size, body):
         finally:
             _local.busy = False
 
-    with blas.limit(limits=1) if blas is not None else contextlib.nullcontext():
+    with one_blas_thread():
         if threads <= 1:
             work()
             return results

@@ -32,11 +32,13 @@ forward and the input gradient of stride-1 3x3 convolutions with at least
 gradient keeps the im2col columns. It is off (None) by default: ``python -m benchmarks winograd``
 found it slower than the default at every width from 16 to 512 channels on an idle AVX-512 CPU
 (benchmarks/README.md). ``with minires.fast.using(winograd_min_channels=64):`` turns it on.
+Where x, the weights or dY hold a NaN or an inf, the columns do the work (``nonfinite.py``).
 """
 from .. import backend
 from . import columns, flipped_dx
 from .config import knobs
 from .flipped_dx import flipped_kernel
+from .nonfinite import all_finite
 from .threads import map_chunks
 
 
@@ -118,6 +120,8 @@ def applies(x, w, stride, padding):
 
 def forward(x, w, b, stride, padding):
     """y = conv(x, w) + b as a (C_out, N*OH*OW) channel-major matrix, chunk by chunk."""
+    if not (all_finite(x) and all_finite(w)):  # the transforms' inf - inf: see nonfinite.py
+        return columns.forward(x, w, b, stride, padding)
     xp = backend.get_array_module(x)
     C_out = w.shape[0]
     N, C, H, W = x.shape
@@ -132,7 +136,7 @@ def forward(x, w, b, stride, padding):
             y_n += b[:, None]
 
     # The transformed tiles: 16 values per 2x2 outputs, in and out.
-    map_chunks(N, columns.images_per_chunk(x, 4 * (C + C_out) * S), run)
+    map_chunks(N, columns.images_per_chunk(x, 4 * (C + C_out) * S), run, like=x)
     return y
 
 
@@ -140,6 +144,8 @@ def backward(x, w, gy, stride, padding, need_x, need_w):
     """dx = Winograd conv(dy, flipped kernel, padding 2 - p); dW from the im2col columns."""
     if not need_x:  # dW alone is the columns' work, chunked as theirs
         return flipped_dx.backward(x, w, gy, stride, padding, need_x, need_w)
+    if not (all_finite(w) and all_finite(gy)):  # the transforms' inf - inf: see nonfinite.py
+        return columns.backward(x, w, gy, stride, padding, need_x, need_w)
     C_out = w.shape[0]
     N, C, H, W = x.shape
     S, U_flip = gy.shape[2] * gy.shape[3], filter_transform(flipped_kernel(w))

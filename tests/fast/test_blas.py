@@ -74,6 +74,30 @@ def test_window_products_are_one_product_per_window(dtype, rng):
         np.testing.assert_allclose(out[k], want, **TOL[dtype])
 
 
+@pytest.mark.parametrize("integer", [np.int64, np.int32, np.uint16, np.intp])
+def test_window_offsets_may_be_numpy_integers(integer, rng):
+    # Python ints only went through ctypes: an offset from np.arange failed with ArgumentError.
+    T, M, K, L, N = 3, 4, 5, 20, 9
+    a, b = rng.standard_normal((T, M, K)), rng.standard_normal((K, L))
+    offsets = [0, 4, L - N]
+    want = blas.window_sum(a, b, offsets, np.empty((M, N)))
+    got = blas.window_sum(a, b, [integer(o) for o in offsets], np.empty((M, N)))
+    np.testing.assert_array_equal(got, want)
+    g = rng.standard_normal((M, N))
+    want = blas.window_products(g, b, offsets, np.empty((T, M, K)))
+    got = blas.window_products(g, b, np.array(offsets, dtype=integer), np.empty((T, M, K)))
+    np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("bad", [1.0, 1.5, True, "1", None])
+def test_window_offsets_that_are_not_integers_are_refused_by_name(bad):
+    a, b = np.ones((2, 2, 3)), np.ones((3, 10))
+    with pytest.raises(ValueError, match=r"^window_sum: offsets must be integers, got \[0, "):
+        blas.window_sum(a, b, [0, bad], np.zeros((2, 4)))
+    with pytest.raises(ValueError, match=r"^window_products: offsets must be integers"):
+        blas.window_products(np.ones((2, 4)), b, [0, bad], np.zeros((2, 2, 3)))
+
+
 def test_an_empty_inner_dimension_gives_zeros():
     out = np.ones((2, 3))
     blas.gemm(np.ones((2, 0)), np.ones((0, 3)), out)

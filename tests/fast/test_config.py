@@ -80,7 +80,19 @@ def test_each_knob_is_read_where_its_decision_is_taken():
 def test_set_num_threads_sets_the_knob_for_good():
     before = fast.knobs.num_threads
     try:
-        fast.set_num_threads(0)  # clamped to 1, as it always was
-        assert fast.knobs.num_threads == 1 and fast.num_threads() == 1
+        fast.set_num_threads(np.int64(3))
+        assert fast.knobs.num_threads == 3 and fast.num_threads() == 3
+        fast.set_num_threads(None)  # the default again
+        assert fast.knobs.num_threads is None and fast.num_threads() >= 1
     finally:
         config.configure(num_threads=before)
+
+
+@pytest.mark.parametrize("n", [0, -5, 2.5, True, "2"])
+def test_set_num_threads_refuses_what_is_not_a_positive_int_by_the_argument_name(n):
+    # 0 and -5 were taken as 1, 2.5 as 2: a thread count is a positive int, or None.
+    before = fast.knobs.num_threads
+    with pytest.raises(ValueError, match=r"^minires.fast.set_num_threads: n must be a positive "
+                                         r"int \(or None for the default\), got ") as e:
+        fast.set_num_threads(n)
+    assert repr(n) in str(e.value) and fast.knobs.num_threads == before

@@ -11,9 +11,11 @@ gradient and the running statistics to 1e-12. The branches:
                       (other stride 1), im2col (stride > 1); dx by the flipped kernel (stride 1,
                       square kernel, p < k) or by col2im (the rest); Winograd when turned on;
                       chunks of one image, of a few, of the whole batch; bias or not; an input
-                      that needs no gradient; NCHW or channel-major x and dy
+                      that needs no gradient; NCHW or channel-major x and dy; NaN, inf and -inf
+                      in x, w or dy (in the same entries of y, dx and dW as the reference's);
+                      no images, no input or output channels (the empty sums), no pixels
     BlockedBatchNorm  training and eval; blocks of one channel, of a few, of all; (N, C) and
-                      (N, C, H, W); NCHW or channel-major
+                      (N, C, H, W); NCHW or channel-major; read-only running statistics
     BlockedReLU       blocks of one row, of a few, of all; 1-D, 2-D, 4-D; channel-major, NCHW and
                       strided (no blocks)
 
@@ -26,12 +28,13 @@ import pytest
 
 import minires as mr
 from minires import functional as F, io, models, optim
-from minires.fast import blas, chunked_conv, columns, flipped_dx, pointwise, shifted_gemm, winograd
+from minires.fast import (blas, chunked_conv, columns, empty, flipped_dx, pointwise, shifted_gemm,
+                          winograd)
 from minires.fast.blocked_norm import BlockedBatchNorm
 from minires.fast.blocked_relu import BlockedReLU
 from minires.fast.chunked_conv import ChunkedConv2d
 from minires.functional.activation import ReLU
-from minires.functional.conv import Conv2d
+from minires.functional.conv import Conv2d, out_size
 from minires.functional.norm import BatchNorm
 
 from opcheck import forward_backward, leaf
@@ -47,16 +50,19 @@ def assert_same(got, want):
             np.testing.assert_allclose(a, b, **TOL)
 
 
-def both(make, arrays, layouts=None, seed=0, gy_layout="nchw", needs=None):
-    """(y, grads) of the fast twin and of the reference: ``make(fast)`` builds the Function."""
+def both(make, arrays, layouts=None, seed=0, gy_layout="nchw", needs=None, gy=None,
+         fast_ones=(True, False)):
+    """(y, grads) of the fast twin and of the reference: ``make(fast)`` builds the Function
+    (``gy``: the upstream gradient, else standard normal from ``seed``; ``fast_ones=(True,)``:
+    the fast twin's alone)."""
     layouts = layouts or ["nchw"] * len(arrays)
     needs = needs or [True] * len(arrays)
     out = []
-    for fast in (True, False):
+    for fast in fast_ones:
         tensors = [leaf(a, "cpu", lay) if need else mr.Tensor(a)
                    for a, lay, need in zip(arrays, layouts, needs)]
         hooked = [t for t in tensors if t.requires_grad]
-        y, grads, _ = forward_backward(lambda *ts: make(fast)(*tensors), hooked, seed=seed,
+        y, grads, _ = forward_backward(lambda *ts: make(fast)(*tensors), hooked, gy=gy, seed=seed,
                                        gy_layout=gy_layout)
         out.append((y, grads))
     return out
@@ -101,7 +107,8 @@ def take_branch(using, monkeypatch, branch, chunk):
 
 
 def test_every_branch_of_the_dispatcher_is_tested():
-    tested = {module for *_, module in CONV_BRANCHES.values()} | {winograd}  # Winograd: below
+    # Winograd and the empty convolutions: below.
+    tested = {module for *_, module in CONV_BRANCHES.values()} | {winograd, empty}
     assert tested == set(chunked_conv.BRANCHES)
 
 
@@ -179,6 +186,43 @@ def test_blocked_batch_norm_equals_reference_batch_norm(using, block, training, 
     assert_same([y, *grads, *stats[True]], [y_ref, *grads_ref, *stats[False]])
 
 
+def read_only_stats(rm, rv, buffer):
+    stats = {"running_mean": rm.copy(), "running_var": rv.copy()}
+    stats[buffer].flags.writeable = False
+    return stats
+
+
+@pytest.mark.parametrize("buffer", ["running_mean", "running_var"])
+def test_blocked_batch_norm_refuses_a_read_only_running_statistic_in_training_by_name(buffer):
+    # It failed deep in a block ("output array is read-only"), after the work. The reference
+    # fails too (a ValueError, "assignment destination is read-only", once it has updated
+    # running_mean); the fast one names the buffer and changes nothing first.
+    arrays, rm, rv = bn_problem((4, 6, 3, 5))
+    tensors = [mr.Tensor(a, requires_grad=True) for a in arrays]
+    with pytest.raises(ValueError):
+        BatchNorm(True, *read_only_stats(rm, rv, buffer).values(), 0.1, 1e-5)(*tensors)
+    stats = read_only_stats(rm, rv, buffer)
+    with pytest.raises(ValueError, match=rf"^batch_norm: {buffer} is read-only, and training "
+                                         "updates it in place"):
+        BlockedBatchNorm(True, *stats.values(), 0.1, 1e-5)(*tensors)
+    np.testing.assert_array_equal(stats["running_mean"], rm)
+    np.testing.assert_array_equal(stats["running_var"], rv)
+    with pytest.raises(ValueError, match=rf"batch_norm: {buffer} is read-only"):
+        F.batch_norm(tensors[0], *tensors[1:], *stats.values(), training=True)
+
+
+def test_blocked_batch_norm_in_eval_mode_takes_read_only_running_statistics():
+    arrays, rm, rv = bn_problem((4, 6, 3, 5))
+    stats = read_only_stats(rm, rv, "running_mean")
+    stats["running_var"].flags.writeable = False
+
+    def make(fast):
+        return (BlockedBatchNorm if fast else BatchNorm)(False, *stats.values(), 0.1, 1e-5)
+
+    (y, grads), (y_ref, grads_ref) = both(make, arrays)
+    assert_same([y, *grads], [y_ref, *grads_ref])
+
+
 # -- ReLU ------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("block", BLOCKS)
@@ -240,6 +284,147 @@ def test_winograd_runs_only_for_wide_stride_1_3x3_convolutions(using):
     assert not winograd.applies(*shapes(m, m, 3), 2, 1)
     assert not winograd.applies(*shapes(m, m, 1), 1, 0)
     assert not winograd.applies(*shapes(m, m, 3), 1, 3)
+
+
+# -- NaN and inf, and empty shapes ---------------------------------------------------------------
+
+NON_FINITE = {"NaN": np.nan, "inf": np.inf, "-inf": -np.inf}
+
+
+def spots(where, kh, kw):
+    """Where the non-finite values go: borders and corners (where the fast branches read padding
+    and garbage that the reference does not), and one interior entry; in a few images/channels."""
+    return {"x": [(0, 0, 4, 7), (2, 1, 8, 0), (4, 2, 3, 3)],  # right border, corner, inside
+            "w": [(1, 2, 0, kw - 1)],                         # a corner tap of one filter
+            "dy": [(1, 3, 0, -1), (3, 0, -1, 0)]}[where]      # two corners of dy
+
+
+def non_finite_problem(kh, kw, s, p, where, value):
+    """conv_problem with ``value`` at ``spots(where)`` of x, w or dy; returns (x, w, b), dy."""
+    x, w, b = conv_problem(kh, kw, True)
+    N, C_out = x.shape[0], w.shape[0]
+    gy = np.random.default_rng(0).standard_normal(
+        (N, C_out, out_size(x.shape[2], kh, s, p), out_size(x.shape[3], kw, s, p)))
+    target = {"x": x, "w": w, "dy": gy}[where]
+    for spot in spots(where, kh, kw):
+        target[spot] = NON_FINITE[value]
+    return [x, w, b], gy
+
+
+def assert_same_non_finite(got, want, names=("y", "dx", "dW", "db")):
+    """NaN in the same entries, inf of the same sign in the same entries, the rest within TOL."""
+    for name, a, b in zip(names, got, want):
+        for kind, test in (("NaN", np.isnan), ("+inf", np.isposinf), ("-inf", np.isneginf)):
+            assert np.array_equal(test(a), test(b)), \
+                f"{name}: {test(a).sum()} {kind} entries, the reference has {test(b).sum()}"
+        np.testing.assert_allclose(a, b, **TOL)
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
+@pytest.mark.parametrize("chunk", CHUNKS)
+@pytest.mark.parametrize("value", NON_FINITE)
+@pytest.mark.parametrize("where", ["x", "w", "dy"])
+@pytest.mark.parametrize("branch", CONV_BRANCHES)
+def test_chunked_conv_puts_nan_and_inf_where_the_reference_does(using, monkeypatch, branch, where,
+                                                                value, chunk):
+    # One NaN pixel at a right border made 27 entries of a 3x3 dW NaN on the shifted GEMMs, where
+    # the reference (and the exact answer) has 18: the garbage outputs' 0 * NaN.
+    kh, kw, s, p = take_branch(using, monkeypatch, branch, chunk)
+    arrays, gy = non_finite_problem(kh, kw, s, p, where, value)
+    (y, grads), (y_ref, grads_ref) = both(conv(s, p), arrays, gy=gy)
+    assert_same_non_finite([y, *grads], [y_ref, *grads_ref])
+    assert not all(np.isfinite(a).all() for a in [y_ref, *grads_ref])  # something to compare
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
+@pytest.mark.parametrize("value", NON_FINITE)
+@pytest.mark.parametrize("where", ["x", "w", "dy"])
+@pytest.mark.parametrize("branch", WINOGRAD_PADDINGS)
+def test_chunked_conv_with_winograd_puts_nan_and_inf_where_the_reference_does(using, branch,
+                                                                              where, value):
+    using(chunk_bytes=CHUNKS["a few images per chunk"], winograd_min_channels=1)
+    p = WINOGRAD_PADDINGS[branch]
+    arrays, gy = non_finite_problem(3, 3, 1, p, where, value)
+    (y, grads), (y_ref, grads_ref) = both(conv(1, p), arrays, gy=gy)
+    assert_same_non_finite([y, *grads], [y_ref, *grads_ref])
+
+
+@pytest.mark.parametrize("branch, routes", [
+    ("3x3 same: shifted GEMMs", ["weight_grad", "backward"]),
+    ("3x3 same, no BLAS: wide columns, flipped dx", ["backward"]),
+    ("3x3 same: Winograd forward and dx", ["forward", "backward"])])
+def test_finite_numbers_never_take_the_routes_kept_for_nan_and_inf(using, monkeypatch, branch,
+                                                                   routes):
+    # The checks of nonfinite.py only ever replace a result that is not finite: with finite
+    # numbers the columns' routes that stand in for these branches never run.
+    def forbidden(*args, **kwargs):
+        raise AssertionError("a finite problem took the route kept for NaN and inf")
+
+    if "Winograd" in branch:
+        using(winograd_min_channels=1)
+        kh, kw, s, p = 3, 3, 1, 1
+    else:
+        kh, kw, s, p = take_branch(using, monkeypatch, branch, "one image per chunk")
+    for route in routes:
+        monkeypatch.setattr(columns, route, forbidden)
+    (y, grads), (y_ref, grads_ref) = both(conv(s, p), conv_problem(kh, kw, True))
+    assert_same([y, *grads], [y_ref, *grads_ref])
+
+
+EMPTY = {"no images": (0, 3, 4), "no input channels": (5, 0, 4), "no output channels": (5, 3, 0)}
+
+
+def empty_sums(x, w, b, gy):
+    """The exact answer of an empty convolution: y = b (or 0), dx = 0, dW = 0, db = sum dy."""
+    y = np.zeros(gy.shape) + (0 if b is None else b[None, :, None, None])
+    db = [] if b is None else [gy.sum(axis=(0, 2, 3))]
+    return [y, np.zeros(x.shape), np.zeros(w.shape), *db]
+
+
+@pytest.mark.parametrize("bias", [False, True])
+@pytest.mark.parametrize("shape", EMPTY)
+@pytest.mark.parametrize("branch", [*CONV_BRANCHES, "3x3 same: Winograd forward and dx"])
+def test_chunked_conv_of_empty_shapes_is_the_empty_sums_as_in_the_reference(using, monkeypatch,
+                                                                           branch, shape, bias):
+    """N = 0, C_in = 0 and C_out = 0 under every branch's settings: the dispatcher takes
+    ``empty``. The reference computes the first two through its GEMMs (compared); C_out = 0 it
+    refuses where it reshapes w to a (0, -1) matrix, so there the exact answer is the oracle."""
+    if "Winograd" in branch:
+        using(winograd_min_channels=1)
+        kh, kw, s, p = 3, 3, 1, 1
+    else:
+        kh, kw, s, p = take_branch(using, monkeypatch, branch, "a few images per chunk")
+    N, C, C_out = EMPTY[shape]
+    arrays = conv_problem(kh, kw, bias, N=N, C=C, C_out=C_out)
+    assert chunked_conv.branch_for(*arrays[:2], s, p) is empty
+    gy = np.random.default_rng(0).standard_normal(
+        (N, C_out, out_size(9, kh, s, p), out_size(8, kw, s, p)))
+    runs = both(conv(s, p), arrays, gy=gy, fast_ones=(True, False) if C_out else (True,))
+    want = empty_sums(*arrays[:2], arrays[2] if bias else None, gy)
+    for y, grads in runs:  # the fast twin's, and the reference's where it computes one
+        assert [a.shape for a in [y, *grads]] == [a.shape for a in want]
+        assert_same([y, *grads], want)
+
+
+NO_PIXELS = {"no rows": (0, 8), "no columns": (9, 0), "neither": (0, 0)}
+
+
+def fits(branch, H, W):
+    kh, kw, s, p, _ = CONV_BRANCHES[branch]
+    return H + 2 * p >= kh and W + 2 * p >= kw  # else conv2d refuses it, in both modes
+
+
+@pytest.mark.parametrize("branch, pixels", [(b, n) for b in CONV_BRANCHES for n in NO_PIXELS
+                                            if fits(b, *NO_PIXELS[n])])
+def test_chunked_conv_of_images_without_pixels_equals_reference_conv(using, monkeypatch, branch,
+                                                                    pixels):
+    # Only the padding is left to convolve: y = W @ zeros + b (not an empty sum), dx is empty.
+    # The flipped-kernel dx refused it (dy smaller than the kernel): the columns do it.
+    kh, kw, s, p = take_branch(using, monkeypatch, branch, "a few images per chunk")
+    H, W = NO_PIXELS[pixels]
+    arrays = conv_problem(kh, kw, True, H=H, W=W)
+    (y, grads), (y_ref, grads_ref) = both(conv(s, p), arrays)
+    assert_same([y, *grads], [y_ref, *grads_ref])
 
 
 # -- one gradient check per fast branch ------------------------------------------------------------

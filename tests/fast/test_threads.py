@@ -2,6 +2,7 @@
 map_chunks runs every chunk once, in order, with BLAS held to one thread where threadpoolctl can
 hold it, and gives the same answer on any thread count; freed memory is reused once a run asks
 for it, and importing minires does not ask."""
+import json
 import os
 import signal
 import subprocess
@@ -16,6 +17,7 @@ import threadpoolctl
 import minires as mr
 from minires import fast
 from minires import functional as F
+from minires.fast import blas as fast_blas
 from minires.fast import threads as fast_threads
 
 
@@ -104,6 +106,7 @@ def no_visible_blas(monkeypatch):
     monkeypatch.setattr(threadpoolctl.ThreadpoolController, "select",
                         lambda self, **kw: threadpoolctl.ThreadpoolController._from_controllers([]))
     monkeypatch.setattr(fast_threads, "_blas", None)  # look again
+    monkeypatch.setattr(fast_blas, "_gemms", None)  # and what is found is forgotten after
 
 
 def test_without_a_visible_blas_the_chunks_still_run_on_the_threads(threads, no_visible_blas,
@@ -258,3 +261,206 @@ def test_map_chunks_inside_map_chunks_finishes(threads):
     runner.join(30)
     assert not runner.is_alive(), "a nested map_chunks waited forever on the pool"
     assert out == [[[10 * lo + a for a in range(4)] for lo in range(6)]]
+
+
+# -- MINIRES_NUM_THREADS ------------------------------------------------------------------------
+
+def _threads_in_a_process_with(value):
+    env = dict(os.environ, MINIRES_NUM_THREADS=value)
+    code = ("import os; from minires.fast import threads\n"
+            "print(threads.num_threads(), min(8, len(os.sched_getaffinity(0))))")
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="the cores: Linux only")
+@pytest.mark.parametrize("value", ["3", " 3 ", "3\n"])
+def test_minires_num_threads_sets_the_thread_count_silently(value):
+    out = _threads_in_a_process_with(value)
+    assert out.returncode == 0 and out.stderr == "", out.stderr
+    assert out.stdout.split()[0] == "3"
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="the cores: Linux only")
+@pytest.mark.parametrize("value", ["abc", "2.5", "0", "-1", "1e3", "four"])
+def test_a_bad_minires_num_threads_is_said_in_one_line_and_the_default_used(value):
+    # It was a ValueError traceback ("abc", "2.5"), or silently 1 ("0", "-1").
+    out = _threads_in_a_process_with(value)
+    assert out.returncode == 0, out.stderr
+    threads, cores = out.stdout.split()
+    assert threads == cores  # the default: the cores, at most 8
+    assert "Traceback" not in out.stderr and len(out.stderr.splitlines()) == 1, out.stderr
+    assert out.stderr.startswith("minires: MINIRES_NUM_THREADS must be a positive whole number "
+                                 f"of threads, got {value!r}: using {cores}")
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="the cores: Linux only")
+def test_an_empty_minires_num_threads_is_unset():
+    out = _threads_in_a_process_with("")
+    assert out.returncode == 0 and out.stderr == "", out.stderr
+    threads, cores = out.stdout.split()
+    assert threads == cores
+
+
+# -- BLAS's thread count, from several Python threads at once ------------------------------------
+
+def _blas_threads(blas):
+    return [lib["num_threads"] for lib in blas.info()]
+
+
+def test_python_threads_running_chunks_get_one_blas_thread_while_another_holds_a_limit(
+        threads, controllable_blas):
+    """threadpoolctl lets one Python thread at a time change OpenBLAS's count and ignores the
+    others: here the test's own thread holds a limit of 2, and two other threads run chunks,
+    A entering first and leaving first. BLAS is at one thread for both, and at 2 after."""
+    blas = controllable_blas
+    threads(1)  # each map_chunks runs its chunks in its own calling thread, inside the limit
+    a_inside, b_inside, a_left = (threading.Event() for _ in range(3))
+    seen = {}
+
+    def a_body(lo, hi):
+        a_inside.set()
+        assert b_inside.wait(30)
+        seen["A"] = _blas_threads(blas)
+
+    def b_body(lo, hi):
+        assert a_inside.wait(30)
+        b_inside.set()
+        assert a_left.wait(30)
+        seen["B"] = _blas_threads(blas)  # A has left: BLAS must still be held to 1 for B
+
+    def a():
+        fast_threads.map_chunks(1, 1, a_body)
+        a_left.set()
+
+    with blas.limit(limits=2):
+        before = _blas_threads(blas)
+        runners = [threading.Thread(target=a), threading.Thread(
+            target=lambda: fast_threads.map_chunks(1, 1, b_body))]
+        for t in runners:
+            t.start()
+        for t in runners:
+            t.join(60)
+        after = _blas_threads(blas)
+    assert seen == {"A": [1] * len(before), "B": [1] * len(before)}
+    assert after == before and before != [1] * len(before)
+
+
+_FROM_THREADS = """
+import json, sys, threading
+import numpy as np
+import minires as mr
+from minires import fast, functional as F
+from minires.fast import threads
+blas = threads.blas_libraries()
+if blas is None:
+    sys.exit(77)  # nothing to hold: the test skips
+def count():
+    return [lib["num_threads"] for lib in blas.info()]
+before, inside = count(), []
+if sys.argv[1] == "leave in another order":  # A enters, B enters, A leaves, B leaves
+    fast.set_num_threads(1)  # each map_chunks runs its chunks in its calling thread
+    a_in, b_in, a_out = threading.Event(), threading.Event(), threading.Event()
+    def a_body(lo, hi):
+        a_in.set()
+        b_in.wait(30)
+        inside.append(count())
+    def b_body(lo, hi):
+        a_in.wait(30)
+        b_in.set()
+        a_out.wait(30)
+        inside.append(count())  # A has left: B's chunks still want one BLAS thread
+    def a():
+        threads.map_chunks(1, 1, a_body)  # one small chunk: one BLAS thread too
+        a_out.set()
+    runners = [threading.Thread(target=a),
+               threading.Thread(target=lambda: threads.map_chunks(1, 1, b_body))]
+else:  # four threads training at once, a few times over
+    fast.set_num_threads(2)
+    rng = np.random.default_rng(0)
+    x, w = rng.standard_normal((8, 4, 12, 12)), rng.standard_normal((4, 4, 3, 3))
+    def train():
+        for stride in (1, 2, 1, 2, 1) * 4:
+            xt, wt = mr.Tensor(x, requires_grad=True), mr.Tensor(w, requires_grad=True)
+            y = F.relu(F.conv2d(xt, wt, stride=stride, padding=1))
+            y.backward(np.ones(y.shape))
+    runners = [threading.Thread(target=train) for _ in range(4)]
+for t in runners:
+    t.start()
+for t in runners:
+    t.join(120)
+print(json.dumps({"before": before, "after": count(), "inside": inside}))
+"""
+
+
+@pytest.mark.parametrize("how", ["leave in another order", "convolutions from four threads"])
+def test_blas_has_its_thread_count_back_after_threads_ran_chunks_at_once(how):
+    """Each thread took threadpoolctl's limit for itself and restored what it saw on entry: when
+    A enters, then B, then A leaves, then B, B put back A's limit of 1 (and four threads of
+    convolutions left OpenBLAS at one thread). In a fresh process whose main thread never set a
+    limit, BLAS's count starts at 2 (OPENBLAS_NUM_THREADS), is 1 inside and 2 again after."""
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="2")
+    out = subprocess.run([sys.executable, "-c", _FROM_THREADS, how], env=env,
+                         capture_output=True, text=True, timeout=300)
+    if out.returncode == 77:
+        pytest.skip("threadpoolctl sees no BLAS in this process")
+    assert out.returncode == 0, out.stderr[-3000:]
+    seen = json.loads(out.stdout)
+    assert seen["before"] == seen["after"] == [2], seen
+    if how == "leave in another order":
+        assert seen["inside"] == [[1], [1]], seen
+
+
+# -- the GPU path leaves the CPU's BLAS alone ------------------------------------------------------
+
+FAKE_CUPY = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "fake_cupy")
+
+_GPU_SPY = """
+import numpy as np, threadpoolctl
+import minires as mr
+from minires import functional as F
+import cupy
+assert getattr(cupy, "FAKE", False), cupy.__file__
+calls = []  # every way of changing BLAS's thread count through threadpoolctl, spied on
+def spy(cls, name):
+    method = getattr(cls, name)
+    def spied(*args, **kwargs):
+        calls.append(name)
+        return method(*args, **kwargs)
+    setattr(cls, name, spied)
+spy(threadpoolctl.ThreadpoolController, "limit")
+for lib in threadpoolctl.ThreadpoolController().select(user_api="blas").lib_controllers:
+    for name in ("set_num_threads", "_real_set_num_threads"):
+        if hasattr(type(lib), name):
+            spy(type(lib), name)
+
+def step(device):
+    rng = np.random.default_rng(0)
+    x = mr.Tensor(rng.standard_normal((4, 3, 10, 10)).astype(np.float32)).to(device)
+    x.requires_grad = True
+    y = x
+    for k, s, p in [(3, 1, 1), (1, 1, 0), (3, 2, 1), (5, 1, 2)]:
+        w = mr.Tensor(rng.standard_normal((3, 3, k, k)).astype(np.float32)).to(device)
+        y = F.relu(F.batch_norm(F.conv2d(y, w, stride=s, padding=p), None, None, None, None,
+                                training=True))
+    y.sum().backward()
+    return type(x.grad).__module__
+
+mr.fast.set_num_threads(2)
+gpu = step("gpu")
+print(gpu, len(calls))
+cpu = step("cpu")
+print(cpu, len(calls) > 0)
+"""
+
+
+def test_the_gpu_path_never_enters_threadpoolctl():
+    # On the GPU one chunk is the whole batch: nothing for the CPU's BLAS to be limited for, and
+    # threadpoolctl's limit costs a look at every library each time (fake CuPy: tests/fake_cupy).
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([FAKE_CUPY, os.environ.get("PYTHONPATH",
+                                                                                  "")]))
+    out = subprocess.run([sys.executable, "-c", _GPU_SPY], env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    gpu, cpu = out.stdout.splitlines()
+    assert gpu == "cupy 0"  # the GPU step: no limit entered
+    assert cpu == "numpy True"  # the same step on the CPU does enter it: the spy sees it
