@@ -166,9 +166,9 @@ class Conv2d(Function):
 
     def forward(self, x, w, b=None):
         s, p = self.stride, self.padding
-        C_out, _, kh, kw = w.shape
+        C_out, C_in, kh, kw = w.shape
         cols = im2col(x, kh, kw, s, p)  # (C*kh*kw, N*OH*OW)
-        y = w.reshape(C_out, -1) @ cols  # (C_out, N*OH*OW)
+        y = w.reshape(C_out, C_in * kh * kw) @ cols  # (C_out, N*OH*OW)
         if b is not None:
             y += b[:, None]
         self.x, self.w, self.has_bias = x, w, b is not None
@@ -177,10 +177,10 @@ class Conv2d(Function):
 
     def backward(self, gy):
         x, w, s, p = self.x, self.w, self.stride, self.padding
-        C_out, _, kh, kw = w.shape
+        C_out, C_in, kh, kw = w.shape
         g = channels_first_2d(gy)  # dy as (C_out, N*OH*OW)
         gw = (g @ im2col(x, kh, kw, s, p).T).reshape(w.shape)
-        gx = col2im(w.reshape(C_out, -1).T @ g, x.shape, kh, kw, s, p)
+        gx = col2im(w.reshape(C_out, C_in * kh * kw).T @ g, x.shape, kh, kw, s, p)
         return (gx, gw, g.sum(axis=1)) if self.has_bias else (gx, gw)
 
 

@@ -5,20 +5,28 @@ its output as a (C_out, N*OH*OW) matrix: channel-major. Copying that into NCHW o
 full transposed copy per layer, and the next layer's im2col (and batch norm, which reduces per
 channel) would want channel-major again. So minires never makes that copy: an activation has the
 NCHW *shape* everyone expects, ``(N, C, H, W)``, but is a transposed *view* of a contiguous
-``(C, N, H, W)`` array. Elementwise NumPy/CuPy ops keep their inputs' memory order, so ReLU, the
-residual addition and their gradients stay channel-major too, for free.
+``(C, N, H, W)`` array. Elementwise NumPy ops keep their inputs' memory order (``order='K'``), so
+on the CPU ReLU, the residual addition and their gradients stay channel-major too, for free.
+CuPy's do not: every CuPy ufunc and operator allocates its output C-ordered, so on the GPU an
+activation comes out of a ReLU or a residual addition in NCHW order, and the next
+:func:`channels_first_2d` pays a transposed copy for it (``benchmarks/gpu_calls.py`` counts them
+per step). The fused GPU kernels (``minires/fast/gpu_kernels.py``) write their outputs
+channel-major and keep the layout.
 
 Everything still works on a plain C-contiguous NCHW array; it just costs one copy in
 :func:`channels_first_2d`. The reference ops use these helpers so that they hand the next layer
 the same layout as their fast twins do.
 """
 
+import math
+
 from .. import backend
 
 
 def channels_first_2d(a):
     """(N, C, ...) array -> (C, N*...) matrix; a view when ``a`` is channel-major, else a copy."""
-    return a.swapaxes(0, 1).reshape(a.shape[1], -1)
+    # the size spelt out: reshape(C, -1) is ambiguous when the array is empty
+    return a.swapaxes(0, 1).reshape(a.shape[1], a.shape[0] * math.prod(a.shape[2:]))
 
 
 def from_channels_first_2d(m, shape):
