@@ -187,3 +187,20 @@ def test_im2col_and_col2im_reject_bad_shapes():
         F.im2col(np.zeros((4, 4)), 3, 3)
     with pytest.raises(ValueError, match=r"col2im: cols has shape \(9, 3\), expected \(9, 4\)"):
         F.col2im(np.zeros((9, 3)), (1, 1, 4, 4), 3, 3)
+
+
+@pytest.mark.parametrize("shape_x, shape_w", [((2, 3, 5, 5), (0, 3, 3, 3)),
+                                              ((0, 3, 5, 5), (4, 3, 3, 3)),
+                                              ((2, 0, 5, 5), (4, 0, 3, 3))])
+def test_conv2d_of_empty_shapes_is_empty_or_zero(impl, shape_x, shape_w):
+    """A size-0 batch or channel count: y has the empty shape (or is 0, the empty sum), and the
+    gradients are zeros of their inputs' shapes."""
+    rng = np.random.default_rng(0)
+    x, w = leaf(rng.standard_normal(shape_x)), leaf(rng.standard_normal(shape_w))
+    y = F.conv2d(x, w, padding=1)
+    assert y.shape == (shape_x[0], shape_w[0], 5, 5)
+    np.testing.assert_array_equal(y.data, 0.0)
+    (y * leaf(rng.standard_normal(y.shape))).sum().backward()
+    assert x.grad.shape == shape_x and w.grad.shape == shape_w
+    np.testing.assert_array_equal(x.grad, 0.0)
+    np.testing.assert_array_equal(w.grad, 0.0)
