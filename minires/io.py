@@ -5,19 +5,30 @@ arrays (``load(path, model)`` also copies it into ``model``). Files are written 
 name beside the target, flushed to disk and renamed over it, so a crash mid-write leaves the old
 file intact, never a half-written one. Loading uses ``allow_pickle=False``: a file cannot make
 Python run code. Metadata (a JSON-serialisable dict) travels as a string array.
+
+``lock_folder(folder)`` holds a run folder for one process: a second process that asks for it is
+refused with a ``FolderInUse`` that names the first one's process id.
 """
 
 import contextlib
+import errno
 import glob
 import json
 import os
 import tempfile
+import time
 import zipfile
 import zlib
 
 import numpy as np
 
+try:
+    import fcntl  # Linux and macOS; elsewhere the lock falls back on the process id alone
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None
+
 _META_KEY = "__meta__"
+LOCK_NAME = ".minires-lock"  # the lock file a run puts in its folder while it runs
 
 
 @contextlib.contextmanager
@@ -153,6 +164,8 @@ def load_arrays(path):
         return arrays, json.loads(str(meta))
     except ValueError as e:  # json.JSONDecodeError is a ValueError
         raise ValueError(f"{path}: its metadata is not JSON ({e})") from None
+    except RecursionError:  # lists nested thousands deep: no metadata minires writes
+        raise ValueError(f"{path}: its metadata is nested too deep to be minires's") from None
 
 
 def save(model, path):
@@ -176,3 +189,149 @@ def load(path, model=None, strict=True):
         return state
     model.load_state_dict(state, strict=strict)
     return model
+
+
+# -- one run per folder ----------------------------------------------------------------------------
+
+
+class FolderInUse(OSError):
+    """The folder is held by another live process (``pid``, None when its lock file is
+    unreadable)."""
+
+    def __init__(self, folder, pid):
+        who = f"process {pid}" if pid is not None else "another process"
+        super().__init__(errno.EBUSY, f"in use by another run ({who})", os.fspath(folder))
+        self.folder, self.pid = os.fspath(folder), pid
+
+    def __str__(self):
+        return f"{self.filename}: {self.strerror}"
+
+
+def _pid_alive(pid):
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, under another user
+        return True
+    except (OSError, OverflowError):
+        return False
+    return True
+
+
+def _fresh(path, seconds=10):
+    """True if ``path`` was written in the last ``seconds`` (a lock file whose process id is not
+    in it yet)."""
+    try:
+        return time.time() - os.stat(path).st_mtime < seconds
+    except OSError:
+        return False
+
+
+def _read_pid(path):
+    try:
+        with open(path) as f:
+            text = f.read(32).strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
+
+
+class lock_folder:
+    """``with lock_folder(folder):`` this process holds ``folder`` (made if missing) until the end.
+
+    The lock is ``flock`` on ``folder/.minires-lock``, which holds the holder's process id. The
+    kernel releases it when the holder exits, however it exits (``kill -9`` too), so a lock file
+    left by a killed run is simply taken over. Where ``flock`` is missing (Windows, some network
+    file systems), the lock file is created exclusively and a file naming a process that is no
+    longer alive is taken over. A folder held by a live process raises ``FolderInUse``. On
+    leaving, the lock file is removed, and the folder too if this lock made it and it is empty.
+    """
+
+    def __init__(self, folder):
+        self.folder = os.fspath(folder)
+        self.path = os.path.join(self.folder, LOCK_NAME)
+        self._fd, self._made = None, False
+
+    def __enter__(self):
+        if not os.path.isdir(self.folder):
+            os.makedirs(self.folder, exist_ok=True)
+            self._made = True
+        try:
+            self._acquire()
+        except BaseException:
+            self._remove_folder()
+            raise
+        return self
+
+    def __exit__(self, *exc):
+        self.release()
+
+    def _acquire(self):
+        if fcntl is not None:
+            try:
+                return self._acquire_flock()
+            except OSError as e:
+                if isinstance(e, FolderInUse) or e.errno not in (errno.ENOLCK, errno.EOPNOTSUPP,
+                                                                  errno.ENOSYS):
+                    raise
+        self._acquire_pid_file()
+
+    def _acquire_flock(self):
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                raise FolderInUse(self.folder, _read_pid(self.path)) from None
+            except BaseException:
+                os.close(fd)
+                raise
+            # The holder before us may have removed the file as we opened it: a lock on a file
+            # that is no longer in the folder holds nothing, so open the folder's file again.
+            try:
+                same = os.path.samestat(os.fstat(fd), os.stat(self.path))
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._fd = fd
+
+    def _acquire_pid_file(self):
+        for _ in range(2):  # the second time after removing a dead process's file
+            try:
+                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            except FileExistsError:
+                pid = _read_pid(self.path)
+                if pid is not None and _pid_alive(pid) or pid is None and _fresh(self.path):
+                    raise FolderInUse(self.folder, pid) from None
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(self.path)  # stale: its process is gone
+                continue
+            os.write(fd, f"{os.getpid()}\n".encode())
+            os.close(fd)
+            self._fd = -1
+            return
+        raise FolderInUse(self.folder, _read_pid(self.path))
+
+    def release(self):
+        """Give the folder up (also what leaving the ``with`` does); safe to call twice."""
+        if self._fd is None:
+            return
+        # Removed while still held, so no other process can be holding the file we remove.
+        with contextlib.suppress(OSError):
+            os.remove(self.path)
+        if self._fd >= 0:
+            os.close(self._fd)  # closing releases the flock
+        self._fd = None
+        self._remove_folder()
+
+    def _remove_folder(self):
+        if self._made:
+            with contextlib.suppress(OSError):
+                os.rmdir(self.folder)  # only if it is still empty
+            self._made = False

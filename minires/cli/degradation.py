@@ -10,10 +10,10 @@ HELP = "plain vs residual training curves over several seeds (Figure 6 in miniat
 def add_arguments(parser):
     options.add_data(parser)
     d, c = nets.RECIPES["digits"], nets.RECIPES["cifar10"]
-    parser.add_argument("--seeds", type=options.positive_int, default=None, metavar="N",
+    parser.add_argument("--seeds", type=options.seed_count, default=None, metavar="N",
                         help="number of seeds, each a full run of every net "
                              f"(default: {degradation.SEEDS})")
-    parser.add_argument("--first-seed", type=options.nonnegative_int, default=0, metavar="S",
+    parser.add_argument("--first-seed", type=options.seed, default=0, metavar="S",
                         help="the seeds are S, S+1, ..., S+N-1 (default: 0)")
     options.add_depths(parser, default=degradation.DEPTHS)
     parser.set_defaults(depths=None)  # unset: the recipe's (or --quick's) depths
@@ -50,7 +50,6 @@ def main(args):
     if args.limit is not None and args.limit < 2:
         raise SystemExit(f"--limit: must be >= 2, got {args.limit}")
     options.check_device(args.device)
-    options.check_out(args.out)
     if args.quick:
         defaults = degradation.QUICK
     else:
@@ -64,12 +63,13 @@ def main(args):
         changes["warmup"] = args.warmup or None  # 0: no warm-up
     recipe = nets.RECIPES.get(args.data, nets.RECIPES["digits"]).replace(**changes)
     out = args.out or f"runs/degradation-{args.data}"
-    train_set, test_set = options.load_data(args.data, args.data_dir, args.download)
-    command = None
-    if sys.argv[1:2] == ["degradation"]:
-        command = "python -m minires " + " ".join(sys.argv[1:])
-    degradation.run(out, train_set=train_set, test_set=test_set, data_name=args.data,
-                    depths=depths, seeds=range(args.first_seed, args.first_seed + n_seeds),
-                    recipe=recipe, limit=limit, jobs=args.jobs or (1 if args.quick else None),
-                    command=command, device=args.device, progress=args.progress)
+    with options.lock_out(out):
+        train_set, test_set = options.load_data(args.data, args.data_dir, args.download)
+        command = None
+        if sys.argv[1:2] == ["degradation"]:
+            command = "python -m minires " + " ".join(sys.argv[1:])
+        degradation.run(out, train_set=train_set, test_set=test_set, data_name=args.data,
+                        depths=depths, seeds=range(args.first_seed, args.first_seed + n_seeds),
+                        recipe=recipe, limit=limit, jobs=args.jobs or (1 if args.quick else None),
+                        command=command, device=args.device, progress=args.progress)
     return 0

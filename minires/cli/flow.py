@@ -25,8 +25,11 @@ def main(args):
     if args.batch_size < 2:
         raise SystemExit(f"--batch-size must be >= 2 (batch norm needs a batch), "
                          f"got {args.batch_size}")
+    options.check_memory("--batch-size", options.conv_net_bytes(
+        max(args.depths), (16, 32, 64), 32, args.batch_size),
+        f"a batch of {args.batch_size} 3x32x32 images through the {max(args.depths)}-layer nets")
     options.check_device(args.device)
-    options.check_out(args.out)
-    flow.run(args.out, depths=args.depths, batch_norm=not args.no_bn, init=args.init,
-             batch_size=args.batch_size, seed=args.seed, device=args.device)
+    with options.lock_out(args.out):
+        flow.run(args.out, depths=args.depths, batch_norm=not args.no_bn, init=args.init,
+                 batch_size=args.batch_size, seed=args.seed, device=args.device)
     return 0

@@ -3,6 +3,7 @@ import os
 
 from ..experiments import nets, responses
 from . import options
+from .lesion import check_nets
 
 HELP = "std of every 3x3 layer's response, plain vs ResNet (Figure 7)"
 
@@ -13,11 +14,12 @@ def add_arguments(parser):
                              "(default: train them here with the degradation recipe)")
     options.add_seed(parser)
     options.add_depths(parser, default=responses.DEPTHS)
+    parser.set_defaults(depths=None)  # unset: the full run's or --quick's
     q = responses.QUICK
     parser.add_argument("--quick", action="store_true",
                         help=f"a check that runs in seconds (numbers are noise): depths "
                              f"{' '.join(map(str, q['depths']))}, {q['epochs']} epochs on "
-                             f"{q['limit']} images")
+                             f"{q['limit']} images; --depths wins over it")
     options.add_device(parser)
     options.add_out(parser, "runs/responses")
     options.add_progress(parser)
@@ -27,8 +29,8 @@ def main(args):
     options.check_device(args.device)
     options.check_out(args.out)
     depths = args.depths
-    if args.quick and depths == list(responses.DEPTHS):
-        depths = list(responses.QUICK["depths"])
+    if depths is None:
+        depths = list(responses.QUICK["depths"] if args.quick else responses.DEPTHS)
     if args.from_dir is not None:
         if not os.path.isdir(args.from_dir):
             raise SystemExit(f"--from {args.from_dir}: not a folder")
@@ -38,10 +40,12 @@ def main(args):
             raise SystemExit(f"--from {args.from_dir}: no {', '.join(missing)} (train them with "
                              f"`python -m minires degradation --out {args.from_dir}`, or pick "
                              "--seed/--depths)")
+        check_nets(args.from_dir, nets.net_names(depths), args.seed)
     recipe = nets.RECIPES["digits"]
     if args.quick:
         recipe = recipe.replace(epochs=responses.QUICK["epochs"])
-    responses.run(args.out, from_dir=args.from_dir, seed=args.seed, depths=depths, recipe=recipe,
-                  limit=responses.QUICK["limit"] if args.quick else None, device=args.device,
-                  progress=args.progress)
+    with options.lock_out(args.out):
+        responses.run(args.out, from_dir=args.from_dir, seed=args.seed, depths=depths,
+                      recipe=recipe, limit=responses.QUICK["limit"] if args.quick else None,
+                      device=args.device, progress=args.progress)
     return 0

@@ -2,9 +2,12 @@
 mult-adds."""
 
 from .. import models
-from .options import positive_int
+from .options import at_most, positive_int
 
 HELP = "layers, output shapes, parameters and mult-adds of a model (Table 1)"
+# The largest --size: an image of 3 x 100,000 x 100,000 pixels is 30 billion numbers, far more
+# than any net here is summarised for (and near what a NumPy shape can describe at all).
+MAX_SIZE = 100_000
 
 
 def add_arguments(parser):
@@ -16,9 +19,10 @@ def add_arguments(parser):
     )
     parser.add_argument(
         "--size",
-        type=positive_int,
+        type=at_most(positive_int, MAX_SIZE),
         default=None,
-        help="input height and width in pixels (default: 32 for CIFAR nets, else 224)",
+        help="input height and width in pixels (default: 32 for CIFAR nets, else 224; at most "
+        f"{MAX_SIZE})",
     )
     parser.add_argument(
         "--depth",

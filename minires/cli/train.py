@@ -4,8 +4,11 @@ paper's recipe (sec. 3.4 and 4.2), into a run folder that ``--resume`` continues
 A run folder holds one run: ``config.json`` (the settings), ``checkpoint.npz`` (which records the
 same settings), ``history.json``/``.csv`` and ``curves.png``. Every option is checked, and the data
 loaded, before anything in the folder changes; a new run never starts over another one's
-checkpoint unless ``--overwrite`` says so.
+checkpoint unless ``--overwrite`` says so, and never in a folder another run is using (the folder
+is locked while a run uses it). Ctrl-C, SIGTERM and SIGHUP stop it with one line that names the
+epoch its checkpoint keeps and the command that continues it.
 """
+import contextlib
 import json
 import os
 import sys
@@ -14,6 +17,8 @@ from .. import backend, data, io, models, optim, train
 from . import options
 
 HELP = "train a model (default: resnet20 on the bundled digits)"
+# The largest --image-size: 4.6 times the paper's 224-pixel crops (its sides scale with it).
+MAX_IMAGE_SIZE = 1024
 
 
 def _per_data(i):
@@ -50,9 +55,11 @@ def add_arguments(parser):
     parser.add_argument("--patience", type=options.nonnegative_int, default=None,
                         help="--schedule plateau: epochs without improvement before the lr is "
                              "divided (default: 5)")
-    parser.add_argument("--image-size", type=options.positive_int, default=None, metavar="PIXELS",
-                        help="imagefolder: the crop size; the paper's sizes scale with it "
-                             "(default: 224, trained at shorter sides 256..480 and tested at 256)")
+    parser.add_argument("--image-size", type=options.at_most(options.positive_int, MAX_IMAGE_SIZE),
+                        default=None, metavar="PIXELS",
+                        help="imagefolder: the crop size, at most 1024; the paper's sizes scale "
+                             "with it (default: 224, trained at shorter sides 256..480 and tested "
+                             "at 256)")
     parser.add_argument("--ten-crop", action="store_true", default=None,
                         help="imagefolder: test with the standard 10 crops instead of the centre "
                              "crop (10x the test time)")
@@ -70,15 +77,19 @@ def add_arguments(parser):
     options.add_progress(parser)
 
 
-def _settings(args):
-    """The run's settings and folder, every one checked; nothing is written here.
+def _out(args):
+    """The run folder: --out, or runs/MODEL-DATA."""
+    return options.check_out(args.out or f"runs/{args.model or 'resnet20'}-{args.data or 'digits'}")
+
+
+def _settings(args, out):
+    """The run's settings, every one checked; nothing is written here.
 
     A new run takes the explicit options, then the defaults; ``--resume`` takes the checkpoint's
     (which must agree with the folder's config.json) and only lets ``--epochs`` change.
     """
     given = {k: getattr(args, k) for k in train.RUN_SETTINGS + ("epochs",)}
     name = given["data"] or "digits"
-    out = options.check_out(args.out or f"runs/{given['model'] or 'resnet20'}-{name}")
     checkpoint = os.path.join(out, train.CHECKPOINT)
     if args.resume and args.overwrite:
         raise SystemExit("--resume and --overwrite: continue the run in --out or replace it, "
@@ -100,7 +111,7 @@ def _settings(args):
             s["milestones"] = train.default_milestones(s["epochs"])
     _check(s)
     options.check_device(args.device)
-    return s, out
+    return s
 
 
 def _resumed_settings(given, out, checkpoint):
@@ -109,7 +120,7 @@ def _resumed_settings(given, out, checkpoint):
                          "pass the --out of the run")
     try:
         meta = train.read_checkpoint(checkpoint)
-        saved = train.saved_config(checkpoint, meta)
+        saved = train.check_run_settings(checkpoint, train.saved_config(checkpoint, meta))
     except train.CheckpointError as e:
         raise SystemExit(f"--resume: {e}") from None
     missing = [k for k in train.RUN_SETTINGS + ("epochs",) if k not in saved]
@@ -123,6 +134,8 @@ def _resumed_settings(given, out, checkpoint):
                 folder = json.load(f)
         except (OSError, ValueError) as e:
             raise SystemExit(f"--resume: cannot read {config_path} ({e})") from None
+        except RecursionError:  # lists nested thousands deep
+            raise SystemExit(f"--resume: cannot read {config_path} (nested too deep)") from None
         ours = isinstance(folder, dict)
         differ = [k for k in train.RUN_SETTINGS if not ours or folder.get(k) != saved[k]]
         if differ:
@@ -174,6 +187,22 @@ def _start(out, s, new_run):
             from None
 
 
+def _check_image_sizes(train_set, test_set, image_size, multiscale):
+    """Every image, resized as the recipe resizes it (shorter side to its largest side), fits in
+    ``imagefolder.MAX_PIXELS``: a 1 x 1,000,000 strip would become 37 x 37,000,000 pixels."""
+    sizes = data.transforms.imagenet_sizes(image_size)
+    side = max(sizes["train_sides"][1], sizes["test_side"],
+               max(sizes["multiscale_sides"]) if multiscale else 0)
+    limit = data.imagefolder.MAX_PIXELS
+    for images in (train_set, test_set):
+        path, (h, w), pixels = data.imagefolder.largest_resized(images, side)
+        if pixels > limit:
+            raise SystemExit(f"--image-size {image_size}: {path} is {w} x {h} pixels; resized to "
+                             f"a shorter side of {side}, as the recipe does, it would have "
+                             f"{pixels:,} pixels, more than the {limit:,} an image may have; "
+                             "crop it or move it out of the folder")
+
+
 def _kept(out, s, args):
     """What the folder still holds after a stop, and the command that continues it."""
     path = os.path.join(out, train.CHECKPOINT)
@@ -194,14 +223,21 @@ def _kept(out, s, args):
 def main(args):
     if args.multiscale and not args.resume and args.data != "imagefolder":
         raise SystemExit("--multiscale applies to --data imagefolder only")
-    s, out = _settings(args)
-    if args.multiscale and s["data"] != "imagefolder":
-        raise SystemExit("--multiscale applies to --data imagefolder only")
-    try:
-        return _train(args, s, out)
-    except KeyboardInterrupt:  # Ctrl-C: one line, not a traceback; 130 is the shell's code for it
-        print(f"interrupted: {_kept(out, s, args)}", file=sys.stderr)
-        return 130
+    out = _out(args)
+    # The folder is this run's from here on: a second run is refused, before it reads anything.
+    with options.lock_out(out):
+        s = _settings(args, out)
+        if args.multiscale and s["data"] != "imagefolder":
+            raise SystemExit("--multiscale applies to --data imagefolder only")
+        try:
+            return _train(args, s, out)
+        except KeyboardInterrupt as e:
+            # Ctrl-C, or SIGTERM/SIGHUP (cli.Stopped): one line, not a traceback; the exit
+            # status is the shell's, 130 for Ctrl-C and 128 + the signal's number otherwise.
+            how = f"stopped by {e.name}" if hasattr(e, "exit_code") else "interrupted"
+            with contextlib.suppress(OSError):  # after SIGHUP the terminal may be gone
+                print(f"{how}: {_kept(out, s, args)}", file=sys.stderr)
+            return getattr(e, "exit_code", 130)
 
 
 def _train(args, s, out):
@@ -211,8 +247,12 @@ def _train(args, s, out):
             train_set, test_set = data.load_imagefolder(args.data_dir)
         except (OSError, ValueError) as e:
             raise SystemExit(f"--data imagefolder: {e}") from None
+        _check_image_sizes(train_set, test_set, s["image_size"], args.multiscale)
     else:
         train_set, test_set = options.load_data(s["data"], args.data_dir, args.download)
+    if len(train_set) < 2:
+        raise SystemExit(f"--data {s['data']}: {len(train_set)} training image; training needs "
+                         "at least 2 (batch norm takes statistics over a batch)")
     backend.manual_seed(s["seed"])
     in_channels = train_set.channels if folder else train_set.images.shape[1]
     model = models.get_model(s["model"], num_classes=train_set.num_classes,

@@ -12,15 +12,23 @@ folder far larger than memory can be trained on. Images come in their own sizes;
 ``RandomCrop(size=...)``) brings them to one size before they are stacked into a batch.
 
 Every image is returned as uint8 RGB (3, H, W) in 0..255: grayscale, palette and RGBA images
-are converted to RGB (gray g -> (g, g, g); transparency is dropped).
+are converted to RGB (gray g -> (g, g, g); transparency is dropped), and 16-bit grayscale PNGs
+scaled to 8 bits (v -> round(v * 255 / 65535)). An image of more than ``MAX_PIXELS`` pixels is
+refused before it is decoded: its header alone may claim 100,000 x 100,000 pixels (a
+"decompression bomb", a few kB that would decode to 30 GB).
 """
 
+import contextlib
 import os
+import warnings
 
 import numpy as np
 
 EXTENSIONS = (".jpg", ".jpeg", ".png")
 FORMATS = ("JPEG", "PNG")
+# Pillow's own default limit (Image.MAX_IMAGE_PIXELS): about 0.27 GB decoded as RGB.
+MAX_PIXELS = 89_478_485
+SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I;16N", "I")  # Pillow's modes of 16-bit gray PNGs
 
 
 class ImageReadError(ValueError):
@@ -34,8 +42,9 @@ class ImageFolder:
     opening the validation folder, so that labels agree; a folder of another class is an error).
     By default, the sorted names of ``root``'s subfolders. verify: open every file's header now
     (Pillow reads only the first bytes), so that a file that is not an image is reported before
-    training starts rather than in the middle of an epoch. Files whose names start with "." are
-    ignored; any other file must be a JPEG or PNG image.
+    training starts rather than in the middle of an epoch; ``sizes`` then holds each image's
+    (height, width) as its header gives it (None without verify). Files whose names start with
+    "." are ignored; any other file must be a JPEG or PNG image.
     """
 
     max_value = 255
@@ -87,9 +96,9 @@ class ImageFolder:
         )
         self.files, self.labels = files, np.array(labels, dtype=np.int64)
         self.num_classes = len(classes)
+        self.sizes = None
         if verify:
-            for path in files:
-                check_header(path)
+            self.sizes = np.array([check_header(path) for path in files], dtype=np.int64)
 
     def __len__(self):
         return len(self.files)
@@ -108,27 +117,70 @@ def _pil():
     return Image
 
 
-def check_header(path):
-    """Raise ValueError naming ``path`` unless its first bytes are those of a JPEG or PNG image."""
+@contextlib.contextmanager
+def _open(path, failure):
+    """Pillow's image of ``path``, its header read and its size checked against ``MAX_PIXELS``;
+    Pillow's errors become an ImageReadError "ImageFolder: <failure> (<why>)"."""
     Image = _pil()
-    try:
-        with Image.open(path) as image:
-            fmt = image.format
-    except (OSError, ValueError, SyntaxError) as e:  # Pillow's UnidentifiedImageError is an OSError
-        raise ImageReadError(f"ImageFolder: {path} is not an image Pillow can read ({e})") from None
+    with warnings.catch_warnings():
+        # Pillow warns above its limit and refuses above twice it; both are refusals here.
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            with Image.open(path) as image:
+                width, height = image.size
+                if width * height > MAX_PIXELS:
+                    raise ImageReadError(
+                        f"ImageFolder: {path} claims {width} x {height} pixels, more than the "
+                        f"{MAX_PIXELS:,} an image may have (a damaged file or a decompression "
+                        "bomb); move it out of the folder"
+                    )
+                yield image
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+            raise ImageReadError(
+                f"ImageFolder: {path} claims more than {MAX_PIXELS:,} pixels ({e}); move it "
+                "out of the folder"
+            ) from None
+        except (OSError, ValueError, SyntaxError) as e:  # UnidentifiedImageError is an OSError
+            if isinstance(e, ImageReadError):
+                raise
+            raise ImageReadError(f"ImageFolder: {failure} ({e})") from None
+
+
+def check_header(path):
+    """Raise ImageReadError naming ``path`` unless its first bytes are those of a JPEG or PNG image
+    of at most ``MAX_PIXELS`` pixels; returns its (height, width)."""
+    with _open(path, f"{path} is not an image Pillow can read") as image:
+        fmt, (width, height) = image.format, image.size
     if fmt not in FORMATS:
         raise ImageReadError(f"ImageFolder: {path} is a {fmt} image; only JPEG and PNG are read")
+    return height, width
 
 
 def read_image(path):
     """Decode ``path`` to uint8 RGB (3, H, W); a damaged file raises ImageReadError naming it."""
-    Image = _pil()
-    try:
-        with Image.open(path) as image:
-            rgb = image.convert("RGB")  # also decodes; gray, palette, RGBA and CMYK become RGB
-    except (OSError, ValueError, SyntaxError) as e:
-        raise ImageReadError(f"ImageFolder: cannot decode {path} ({e})") from None
+    with _open(path, f"cannot decode {path}") as image:
+        if image.mode in SIXTEEN_BIT:  # 16-bit gray: Pillow's convert would clip it at 255
+            return _sixteen_bit_to_rgb(np.asarray(image))
+        rgb = image.convert("RGB")  # also decodes; gray, palette, RGBA and CMYK become RGB
     return np.asarray(rgb).transpose(2, 0, 1)  # (H, W, 3) -> (3, H, W), a view
+
+
+def _sixteen_bit_to_rgb(gray):
+    """(H, W) gray of 0..65535 -> uint8 (3, H, W): v -> round(v * 255 / 65535), in integers."""
+    v = np.clip(gray.astype(np.int64), 0, 65535)
+    eight = ((v * 255 + 32767) // 65535).astype(np.uint8)
+    return np.repeat(eight[None], 3, axis=0)
+
+
+def largest_resized(folder, side):
+    """The image of ``folder`` (an ImageFolder read with verify) that is largest once its shorter
+    side is resized to ``side``, as (path, (height, width), pixels after the resize)."""
+    h, w = folder.sizes[:, 0], folder.sizes[:, 1]
+    shorter, longer = np.minimum(h, w), np.maximum(h, w)
+    # resize_shorter's rule: the longer side becomes round(longer * side / shorter)
+    pixels = side * np.maximum(1, np.round(longer * side / shorter)).astype(np.int64)
+    i = int(np.argmax(pixels))
+    return folder.files[i], (int(h[i]), int(w[i])), int(pixels[i])
 
 
 def load_imagefolder(root, verify=True):

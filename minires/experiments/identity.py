@@ -434,13 +434,7 @@ def merge(folders, out, log=print):
     """One table and figure from several runs of the same recipe (e.g. halves of the variants, or
     more seeds, run in parallel): reads each folder's identity.json, writes the merged outputs
     into ``out``; returns the merged JSON's dict."""
-    docs = []
-    for folder in folders:
-        path = os.path.join(folder, "identity.json")
-        if not os.path.isfile(path):
-            raise ValueError(f"merge: no identity.json in {folder}")
-        with open(path) as f:
-            docs.append(json.load(f))
+    docs = [_read_run(folder) for folder in folders]
     recipes = [_comparable(doc["settings"], folder) for folder, doc in zip(folders, docs)]
     runs, seen = {}, set()
     for folder, doc, recipe in zip(folders, docs, recipes):
@@ -463,6 +457,52 @@ def merge(folders, out, log=print):
     return _write(Output(out), runs, settings, log)
 
 
+def _read_run(folder):
+    """The identity.json of ``folder``, as ``run`` writes it: {"settings": {...}, "runs": {variant:
+    [{"seed", "history", "diverged_at", ...}]}}; anything else is one ValueError naming the
+    file (and the field)."""
+    path = os.path.join(folder, "identity.json")
+    if not os.path.isfile(path):
+        raise ValueError(f"merge: no identity.json in {folder}")
+    try:
+        with open(path, encoding="utf-8") as f:
+            doc = json.load(f)
+    except (OSError, ValueError) as e:  # json.JSONDecodeError and UnicodeDecodeError are these
+        raise ValueError(f"merge: {path} is not a readable JSON file ({e})") from None
+    except RecursionError:
+        raise ValueError(f"merge: {path} is nested too deep to be an identity.json") from None
+
+    def bad(field, expected):
+        return ValueError(f"merge: {path} is not an identity.json of this command: its {field} "
+                          f"is not {expected}")
+
+    if not isinstance(doc, dict):
+        raise bad("top level", f"an object (it is a {type(doc).__name__})")
+    if not isinstance(doc.get("settings"), dict):
+        raise bad('"settings"', "an object of the run's settings")
+    for key in ("device", "seconds"):
+        if key not in doc["settings"]:
+            raise ValueError(f"merge: the identity.json in {folder} does not record '{key}'")
+    if not isinstance(doc["settings"]["seconds"], (int, float)):
+        raise bad('"settings"."seconds"', "a number")
+    if not isinstance(doc.get("runs"), dict):
+        raise bad('"runs"', "an object of variants")
+    for name, seed_runs in doc["runs"].items():
+        if not isinstance(seed_runs, list):
+            raise bad(f'"runs"."{name}"', "a list of runs")
+        for i, r in enumerate(seed_runs):
+            where = f'"runs"."{name}"[{i}]'
+            if not (isinstance(r, dict) and isinstance(r.get("seed"), int)
+                    and isinstance(r.get("history"), list) and "diverged_at" in r):
+                raise bad(where, "a run (seed, history, diverged_at)")
+            for row in r["history"]:
+                if not isinstance(row, dict) or not all(
+                        isinstance(row.get(k), (int, float)) or row.get(k) is None
+                        for k in ("train_loss", "train_error", "test_error")):
+                    raise bad(f"{where} history", "a list of epochs' numbers")
+    return doc
+
+
 def _comparable(settings, folder):
     """``recipe_settings`` of a run, read back from its identity.json's settings."""
     try:
@@ -474,3 +514,6 @@ def _comparable(settings, folder):
                                augment=settings["augment"])
     except KeyError as e:
         raise ValueError(f"merge: the identity.json in {folder} does not record {e}") from None
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"merge: the settings of the identity.json in {folder} are not a "
+                         f"run's ({e})") from None

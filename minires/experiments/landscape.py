@@ -194,18 +194,22 @@ def plot_contours(grids, coords, path, title=None):
     from matplotlib.figure import Figure
 
     names = list(grids)
-    lo = min(g.min() for g in grids.values())
+    # Far from the minimum (a wide span) the loss may overflow to inf or NaN: the levels come from
+    # the finite losses, and the others are left blank.
+    finite = np.concatenate([np.asarray(g, dtype=np.float64).ravel() for g in grids.values()])
+    finite = finite[np.isfinite(finite)]
+    lo = finite.min() if finite.size else 0.0
     # beyond lo + 5 the lines crowd out the basin
-    hi = min(max(g.max() for g in grids.values()), lo + 5.0)
-    levels = np.linspace(lo, hi, 26)
+    hi = min(finite.max(), lo + 5.0) if finite.size else 1.0
+    levels = np.linspace(lo, hi if hi > lo else lo + 1.0, 26)  # a flat grid: one band
     cols = min(len(names), 4)
     rows = -(-len(names) // cols)
     fig = Figure(figsize=(3.3 * cols + 1, 3.2 * rows), layout="constrained")
     axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
     cs = None
     for ax, name in zip(axes, names):
-        cs = ax.contour(coords, coords, np.asarray(grids[name]).T, levels=levels, cmap="viridis",
-                        linewidths=0.8)
+        grid = np.ma.masked_invalid(np.asarray(grids[name]).T)
+        cs = ax.contour(coords, coords, grid, levels=levels, cmap="viridis", linewidths=0.8)
         ax.plot([0], [0], "r+", ms=8)
         ax.set_title(name)
         ax.set_aspect("equal")

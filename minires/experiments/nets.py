@@ -163,20 +163,55 @@ def save_trained(model, out, name, seed):
     return path
 
 
+class TrainedNetError(ValueError):
+    """A file ``<net>-seed<S>.npz`` that is not that trained net: damaged, another net's, weights
+    without the metadata that rebuilds them, a folder. The message names the file."""
+
+
 def load_trained(directory, net, seed, device="cpu"):
     """The net ``net`` ("plain20", "resnet56", ...) of ``seed`` trained in ``directory`` (by a
-    degradation, responses, lesion, paths or landscape run), rebuilt, in eval mode on ``device``."""
+    degradation, responses, lesion, paths or landscape run), rebuilt, in eval mode on ``device``.
+
+    A missing file is a FileNotFoundError; a file that is not the net its name says (damaged,
+    truncated, a folder, no metadata, metadata of another kind, depth or seed than the name's,
+    weights that do not fit) a TrainedNetError naming it.
+    """
     path = checkpoint_path(directory, net, seed)
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path} does not exist: no {net} of seed {seed} in {directory} "
                                 f"(run `python -m minires degradation --out {directory}` first)")
-    arrays, meta = io.load_arrays(path)
-    if not isinstance(meta, dict) or meta.get("net") != net:
-        raise ValueError(f"{path} is not a trained net of minires named {net}")
+    try:
+        arrays, meta = io.load_arrays(path)
+    except (OSError, ValueError) as e:  # a folder, or not a readable .npz (io names the file)
+        raise TrainedNetError(str(e) if str(path) in str(e) else f"{path}: {e}") from None
+    _check_trained_meta(path, meta, net, seed)
     model = models.cifar_resnet(meta["depth"], num_classes=meta["num_classes"],
                                 in_channels=meta["in_channels"], shortcut=meta["shortcut"])
-    model.load_state_dict(arrays)
+    try:
+        model.load_state_dict(arrays)
+    except (KeyError, ValueError, TypeError) as e:
+        message = e.args[0] if isinstance(e, KeyError) and e.args else e
+        raise TrainedNetError(f"{path}: its weights are not those of a {net} ({message})") \
+            from None
     return model.eval().to(device)
+
+
+def _check_trained_meta(path, meta, net, seed):
+    """The metadata ``save_trained`` writes, and the net, depth and seed of the file's name."""
+    if not isinstance(meta, dict):
+        raise TrainedNetError(f"{path} holds weights without the metadata of a trained net of "
+                              "minires (net, depth, shortcut, ...), so it cannot be rebuilt")
+    expected = {"net": net, "seed": int(seed), "depth": depth_of(net),
+                "shortcut": "A" if net.startswith("resnet") else None}
+    for key, value in expected.items():
+        if key not in meta or meta[key] != value or type(meta[key]) is not type(value):
+            raise TrainedNetError(f"{path} is not a trained {net} of seed {seed}: its metadata "
+                                  f"has {key} {meta.get(key)!r}, the file's name says {value!r}")
+    for key in ("num_classes", "in_channels"):
+        value = meta.get(key)
+        if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 10**6:
+            raise TrainedNetError(f"{path}: its metadata has {key} {value!r}, expected a count "
+                                  ">= 1")
 
 
 def remove_stale(out, log=print):

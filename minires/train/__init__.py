@@ -4,7 +4,8 @@
     evaluation.py  evaluate -> Evaluation(loss, error, top5_error, images); 10-crop, multi-scale
     checkpoint.py  save/read/load_checkpoint; CheckpointError, ResumeError; a run folder's files
     history.py     HISTORY_KEYS, write_history (JSON, CSV), plot_history (the curves)
-    recipe.py      DEFAULTS, RUN_SETTINGS, default_milestones: the paper's recipe per data set
+    recipe.py      DEFAULTS, RUN_SETTINGS, default_milestones: the paper's recipe per data set;
+                   check_run_settings: a checkpoint's settings, field by field
 
 ``python -m minires train`` (``minires/cli/train.py``) trains ResNet-20 on the bundled digits.
 """
@@ -15,7 +16,7 @@ from .evaluation import (Evaluation, evaluate, evaluate_multiscale, predict, sof
                          topk_errors)
 from .history import HISTORY_FILES, HISTORY_KEYS, plot_history, write_history
 from .loop import SYNC_EVERY, WARMUP_ERROR, TrainingDiverged, Warmup, fit
-from .recipe import DEFAULTS, RUN_SETTINGS, default_milestones
+from .recipe import DEFAULTS, RUN_SETTINGS, SETTING_TYPES, check_run_settings, default_milestones
 
 __all__ = [
     "fit", "Warmup", "TrainingDiverged", "SYNC_EVERY", "WARMUP_ERROR",
@@ -25,5 +26,5 @@ __all__ = [
     "CheckpointError", "ResumeError", "CHECKPOINT", "CHECKPOINT_FORMAT", "CHECKPOINT_KEYS",
     "CONFIG", "RUN_FILES",
     "HISTORY_KEYS", "HISTORY_FILES", "write_history", "plot_history",
-    "DEFAULTS", "RUN_SETTINGS", "default_milestones",
+    "DEFAULTS", "RUN_SETTINGS", "SETTING_TYPES", "check_run_settings", "default_milestones",
 ]

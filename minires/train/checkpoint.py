@@ -4,15 +4,21 @@ A checkpoint holds parameters and batch-norm statistics, momentum buffers, the s
 loaders' and minires's random generators, the warm-up state and the history, and the run's
 settings (``config``). Arrays go in an .npz, the rest in its JSON metadata: never a pickle.
 
-Errors have their own types, so a caller tells them apart without reading messages:
+Reading one checks each key of its metadata against what ``save_checkpoint`` writes (and
+restoring turns any state the objects cannot take into the same error), so a damaged or
+hand-edited file is one error naming the file and the field, never a traceback from deep inside
+a resume. Errors have their own types, so a caller tells them apart without reading messages:
 ``CheckpointError`` (a ValueError) for a file that is not a minires checkpoint, is damaged, or does
 not fit the model and optimizer given; ``ResumeError``, a kind of it, for an intact checkpoint of
 a run set up differently from the one asked to continue.
 """
+import math
+import os
+
 import numpy as np
 
 from .. import backend, io
-from .history import HISTORY_FILES
+from .history import HISTORY_FILES, HISTORY_KEYS
 
 CHECKPOINT = "checkpoint.npz"
 CONFIG = "config.json"  # the run's settings, as the train command wrote them
@@ -58,6 +64,12 @@ def _read_checkpoint(path):
         arrays, meta = io.load_arrays(path)
     except ValueError as e:  # empty, truncated, not an .npz: io's message names the file
         raise CheckpointError(str(e)) from None
+    except OSError as e:
+        if not os.path.exists(path):
+            raise  # no checkpoint at all: a FileNotFoundError, as for any missing file
+        # a folder where the file should be, or a file that cannot be read
+        why = "it is a folder" if os.path.isdir(path) else e.strerror or e
+        raise CheckpointError(f"{path}: cannot be read as a checkpoint ({why})") from None
     if not isinstance(meta, dict) or meta.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path} is not a minires training checkpoint "
                               f"(no {CHECKPOINT_FORMAT!r} metadata)")
@@ -65,10 +77,60 @@ def _read_checkpoint(path):
     if missing:
         raise CheckpointError(f"{path}: the checkpoint's metadata lacks {', '.join(missing)}; "
                               "it is damaged or was not written by minires")
-    if not isinstance(meta["history"], list) or meta["epoch"] != len(meta["history"]):
+    _check_meta(path, meta)
+    if meta["epoch"] != len(meta["history"]):
         raise CheckpointError(f"{path}: the checkpoint's history does not match its epoch "
                               f"({meta['epoch']}); it is damaged")
     return arrays, meta
+
+
+def is_int(value):
+    """An int that is not a bool (JSON's true would pass for 1)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_number(value):
+    """A finite int or float that is not a bool."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def bad_field(path, field, value, expected):
+    """The CheckpointError for one field of the metadata of the checkpoint at ``path``."""
+    shown = repr(value)
+    shown = shown if len(shown) <= 40 else shown[:37] + "..."
+    return CheckpointError(f"{path}: the checkpoint's {field} is {shown}, expected {expected}; "
+                           "it is damaged or was not written by minires")
+
+
+def _check_meta(path, meta):
+    """Each key of the metadata has the type ``save_checkpoint`` writes: one CheckpointError
+    naming the first field that does not."""
+    if not is_int(meta["epoch"]) or meta["epoch"] < 0:
+        raise bad_field(path, "epoch", meta["epoch"], "an integer >= 0")
+    history = meta["history"]
+    if not isinstance(history, list):
+        raise bad_field(path, "history", history, "a list of rows, one per epoch")
+    for i, row in enumerate(history):
+        if not isinstance(row, dict):
+            raise bad_field(path, f"history[{i}]", row, "a row (a dict of the epoch's numbers)")
+        if row.get("epoch") != i + 1 or not is_int(row["epoch"]):
+            raise bad_field(path, f"history[{i}].epoch", row.get("epoch"), i + 1)
+        for key in HISTORY_KEYS[1:] + ("test_top5_error",):
+            if key == "test_top5_error" and key not in row:
+                continue  # recorded only when fit tests top-5
+            optional = key.startswith("test_")  # None without a test loader
+            value = row.get(key)
+            if key not in row or not (is_number(value) or optional and value is None):
+                raise bad_field(path, f"history[{i}].{key}", value,
+                                "a number" + (" or null" if optional else ""))
+    for key in ("config", "scheduler", "warmup"):
+        if meta[key] is not None and not isinstance(meta[key], dict):
+            raise bad_field(path, key, meta[key], "a dict or null")
+    if not isinstance(meta["loaders"], list) or not all(
+            state is None or isinstance(state, dict) for state in meta["loaders"]):
+        raise bad_field(path, "loaders", meta["loaders"], "a list of dicts")
+    if not isinstance(meta["global_rng"], dict):
+        raise bad_field(path, "global_rng", meta["global_rng"], "a generator's state (a dict)")
 
 
 def saved_config(path, meta):
@@ -116,7 +178,8 @@ def load_checkpoint(path, model, optimizer, scheduler=None, loaders=(), warm=Non
             if loader is not None and state is not None:
                 loader.load_state_dict(state)
         backend.default_rng().bit_generator.state = meta["global_rng"]
-    except (KeyError, TypeError, ValueError) as e:  # another model's checkpoint, or damaged meta
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError,
+            OverflowError) as e:  # another model's checkpoint, or damaged metadata
         message = e.args[0] if isinstance(e, KeyError) and e.args else e
         raise CheckpointError(f"{path}: cannot restore this run from it: {message}") from None
     return meta["history"]

@@ -17,27 +17,30 @@ ENV = dict(os.environ, MINIRES_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MPLBAC
 
 
 def minires(*argv, **kw):
-    return subprocess.run([sys.executable, "-m", "minires", *argv], capture_output=True, text=True, timeout=120,
-                          env=ENV, cwd=ROOT, **kw)
+    return subprocess.run([sys.executable, "-m", "minires", *argv], capture_output=True, text=True,
+                          timeout=120, env=ENV, cwd=ROOT, **kw)
 
 
 def test_output_into_a_closed_pipe_ends_quietly():
-    """``python -m minires summary resnet20 | head -1``, where head has gone before the first write
-    (with ``head -1`` itself whether it has gone in time is a race)."""
-    proc = subprocess.Popen([sys.executable, "-m", "minires", "summary", "resnet20", "--depth", "2"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV, cwd=ROOT)
+    """``python -m minires summary resnet20 | head -1``, where head has gone before the first
+    write (with ``head -1`` itself whether it has gone in time is a race)."""
+    proc = subprocess.Popen([sys.executable, "-m", "minires", "summary", "resnet20", "--depth",
+                             "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV,
+                            cwd=ROOT)
     proc.stdout.close()
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=120) == 0, err
     assert err == "", err
 
 
-@pytest.mark.skipif(backend.gpu_available(), reason="this machine has a GPU: --device gpu works here")
+@pytest.mark.skipif(backend.gpu_available(),
+                    reason="this machine has a GPU: --device gpu works here")
 def test_every_command_without_a_gpu_says_so_in_one_line(tmp_path):
     for command in ("flow", "train", "degradation"):
         proc = minires(command, "--device", "gpu", "--out", str(tmp_path / command))
         assert proc.returncode not in (0, 2) and proc.stderr.strip().splitlines() == [
-            "--device gpu: no CUDA GPU with CuPy found (pip install 'minires[gpu]')"], (command, proc.stderr)
+            "--device gpu: no CUDA GPU with CuPy found (pip install 'minires[gpu]')"], \
+            (command, proc.stderr)
         assert not (tmp_path / command).exists()
 
 
@@ -47,16 +50,18 @@ def test_summary_paper_layout_says_when_it_changes_nothing():
     assert "bottleneck layout" not in proc.stdout
 
 
-# -- what a learner reads ---------------------------------------------------------------------------
+# -- what a learner reads -------------------------------------------------------------------------
 
 # How the project was built does not belong there: issue numbers, "the issue's ...", "quoted in the
 # issue", sessions, commit ids (ordinary English, "the issue is", passes).
-BUILD_TALK = re.compile(r"\bissues?\s*#?\d+|\bthe issue's|\b(in|by|from) the issue\b|\bsessions?\b|\bcommits?\b"
+BUILD_TALK = re.compile(r"\bissues?\s*#?\d+|\bthe issue's|\b(in|by|from) the issue\b"
+                        r"|\bsessions?\b|\bcommits?\b"
                         r"|\b(?=[0-9a-f]*[0-9])(?=[0-9a-f]*[a-f])[0-9a-f]{7,40}\b", re.IGNORECASE)
 
 
 def learner_texts():
-    files = [ROOT / "README.md", *sorted((ROOT / "lessons").glob("*.py")), *sorted((ROOT / "lessons").glob("*.md")),
+    files = [ROOT / "README.md", *sorted((ROOT / "lessons").glob("*.py")),
+             *sorted((ROOT / "lessons").glob("*.md")),
              *sorted((ROOT / "lessons" / "figures").glob("*.md"))]
     texts = {str(f.relative_to(ROOT)): f.read_text(encoding="utf-8") for f in files}
     parser = build_parser()
@@ -69,18 +74,20 @@ def learner_texts():
 
 def test_learner_facing_text_speaks_of_the_project_only():
     texts = learner_texts()
-    bench = subprocess.run([sys.executable, "-m", "benchmarks", "--help"], capture_output=True, text=True,
-                           env=ENV, cwd=ROOT, timeout=120)
+    bench = subprocess.run([sys.executable, "-m", "benchmarks", "--help"], capture_output=True,
+                           text=True, env=ENV, cwd=ROOT, timeout=120)
     texts["python -m benchmarks --help"] = bench.stdout
-    found = {where: sorted({m.group(0) for m in BUILD_TALK.finditer(text)}) for where, text in texts.items()}
+    found = {where: sorted({m.group(0) for m in BUILD_TALK.finditer(text)})
+             for where, text in texts.items()}
     assert not {where: words for where, words in found.items() if words}
 
 
 def test_build_talk_pattern_catches_what_it_should():
-    for text in ("see issue 8", "Goals (issue 8)", "the issue's goals", "quoted in the issue", "the session that built it",
-                 "at f962fb6 plus", "a commit"):
+    for text in ("see issue 8", "Goals (issue 8)", "the issue's goals", "quoted in the issue",
+                 "the session that built it", "at f962fb6 plus", "a commit"):
         assert BUILD_TALK.search(text), text
-    for text in ("ResNet-1202", "3,857,973,248", "deadbeef-free", "reissued", "the issue is the batch size"):
+    for text in ("ResNet-1202", "3,857,973,248", "deadbeef-free", "reissued",
+                 "the issue is the batch size"):
         assert not BUILD_TALK.search(text), text
 
 

@@ -156,6 +156,67 @@ def test_ctrl_c_stops_with_one_line_naming_the_kept_epoch(tmp_path):
     assert not [f for f in os.listdir(folder) if f.startswith(".tmp")]
 
 
+def start_training(folder, *argv):
+    """A train run of 1000 epochs in ``folder``, once its first checkpoint is written (its lr
+    steps down after epoch 1 only, so that it can be resumed for any number of epochs)."""
+    proc = subprocess.Popen([sys.executable, "-c", RUNNER, "64", "train", "--no-progress",
+                             "--epochs", "1000", "--milestones", "1", "--batch-size", "32",
+                             "--out", str(folder), *argv], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=ENV)
+    deadline = time.monotonic() + 90
+    while (not (folder / "checkpoint.npz").exists() and proc.poll() is None
+           and time.monotonic() < deadline):
+        time.sleep(0.05)
+    if not (folder / "checkpoint.npz").exists():
+        proc.kill()
+        raise AssertionError(f"no checkpoint within 90 s: {proc.communicate()[1]}")
+    return proc
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_sigterm_and_sighup_stop_as_ctrl_c_does(tmp_path, signum):
+    """What ``kill``, a closed terminal or a batch scheduler sends: the same one line as Ctrl-C,
+    exit status 128 + the signal's number, and the folder free for --resume."""
+    folder = tmp_path / "run"
+    proc = start_training(folder)
+    try:
+        time.sleep(0.3)  # into a later epoch, or into a checkpoint write: either way one line
+        proc.send_signal(signum)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 128 + signum, err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    line = err.strip().splitlines()[-1]
+    epoch = train.read_checkpoint(folder / "checkpoint.npz")["epoch"]
+    assert line.startswith(f"stopped by {signal.Signals(signum).name}: "), line
+    assert f"holds epoch {epoch} " in line and f"train --resume --out {folder}" in line
+    assert not [f for f in os.listdir(folder) if f.startswith(".")]  # no temporary, no lock
+    proc = command("--resume", "--epochs", str(epoch + 1), "--out", str(folder))
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_a_second_run_in_a_folder_in_use_is_refused_naming_the_first(tmp_path):
+    """Two runs at once in one --out: the second is refused, whatever it asks, before it changes
+    anything; once the first is killed (kill -9: no clean-up), its lock is taken over."""
+    folder = tmp_path / "run"
+    first = start_training(folder)
+    try:
+        for argv in (["--seed", "1"], ["--seed", "1", "--overwrite"], ["--resume"]):
+            before = config(folder)
+            line = one_line_error(command("--epochs", "2000", *argv, "--out", str(folder)))
+            assert line == (f"--out {folder}: in use by another run (process {first.pid}); wait "
+                            "for it to end or choose another --out"), line
+            assert config(folder) == before
+    finally:
+        first.kill()  # SIGKILL
+        first.communicate(timeout=60)
+    epoch = train.read_checkpoint(folder / "checkpoint.npz")["epoch"]
+    proc = command("--resume", "--epochs", str(epoch + 1), "--out", str(folder))
+    assert proc.returncode == 0, proc.stderr
+    assert train.read_checkpoint(folder / "checkpoint.npz")["epoch"] == epoch + 1
+
+
 def test_a_full_disk_stops_with_one_line_and_keeps_the_checkpoint(tmp_path):
     folder = tmp_path / "run"
     proc = command("--epochs", "2", "--batch-size", "32", "--out", str(folder),
@@ -355,3 +416,57 @@ def test_the_train_command_names_an_out_it_cannot_write(tmp_path, capsys, few_di
     blocker.write_text("x")
     message = command_error(capsys, ["train", "--epochs", "1", "--out", str(blocker / "run")])
     assert f"--out {blocker / 'run'}: cannot write" in message and "Not a directory" in message
+
+
+# -- checkpoint metadata that is not what save_checkpoint writes: one line naming file and field --
+
+def deep_metadata(arrays, meta):
+    """The checkpoint's metadata with a value nested 200,000 lists deep (json's decoder overflows
+    the stack on it); returned as the text to store, since json.dumps would overflow too."""
+    return json.dumps(meta)[:-1] + ', "extra": ' + "[" * 200_000 + "]" * 200_000 + "}"
+
+
+def store(path, arrays, meta_text):
+    np.savez(path, **arrays, __meta__=np.array(meta_text))
+
+
+@pytest.mark.parametrize("damage, wanted", [
+    (lambda a, m: m.update(config=list(m["config"].items())), "config"),
+    (lambda a, m: m["config"].pop("data") and None, "lack data"),
+    (lambda a, m: m["config"].update(epochs="abc"), "config.epochs"),
+    (lambda a, m: m["config"].update(lr="0.1"), "config.lr"),
+    (lambda a, m: m["config"].update(batch_size=0), "config.batch_size"),
+    (lambda a, m: m["config"].update(milestones="8"), "config.milestones"),
+    (lambda a, m: m["config"].update(model="resnet21"), "config.model"),
+    (lambda a, m: m.update(epoch="abc"), "epoch"),
+    (lambda a, m: m.update(history=[5]), "history[0]"),
+    (lambda a, m: m["history"][0].update(train_loss="low"), "history[0].train_loss"),
+    (lambda a, m: m.update(loaders=7), "loaders"),
+    (lambda a, m: m.update(global_rng=[1, 2]), "global_rng"),
+    (lambda a, m: m["loaders"][0].update(rng=[1, 2]), "cannot restore"),
+    (lambda a, m: m.update(scheduler={"milestones": "x"}), "cannot restore"),
+    (deep_metadata, "nested too deep"),
+])
+def test_resume_refuses_checkpoint_metadata_of_the_wrong_shape_in_one_line(
+        run_folder, capsys, few_digits, damage, wanted):
+    path = run_folder / "checkpoint.npz"
+    arrays, meta = io.load_arrays(path)
+    text = damage(arrays, meta)
+    store(path, arrays, text if isinstance(text, str) else json.dumps(meta))
+    before = path.read_bytes()
+    message = command_error(capsys, ["train", "--resume", "--epochs", "2", "--no-progress",
+                                     "--out", str(run_folder)])
+    lines = message.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("--resume: "), message
+    assert str(path) in message and wanted in message, message
+    assert path.read_bytes() == before
+
+
+def test_resume_refuses_a_folder_where_the_checkpoint_should_be(run_folder, capsys, few_digits):
+    path = run_folder / "checkpoint.npz"
+    path.unlink()
+    path.mkdir()
+    message = command_error(capsys, ["train", "--resume", "--epochs", "2", "--out",
+                                     str(run_folder)])
+    assert message.startswith(f"--resume: {path}") and "folder" in message, message
+    assert message.count("\n") == 0

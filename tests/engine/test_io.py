@@ -173,3 +173,91 @@ def test_remove_leftovers_deletes_only_the_files_a_killed_write_left(tmp_path):
         ".tmp-checkpoint.npz-x",
     ]
     assert sorted(os.listdir(tmp_path)) == [".tmp-history.json-y", "checkpoint.npz"]
+
+
+def test_metadata_nested_too_deep_for_json_is_one_value_error(tmp_path):
+    """200,000 nested lists make json's decoder overflow the stack (RecursionError)."""
+    path = tmp_path / "deep.npz"
+    np.savez(path, w=np.arange(3), __meta__=np.array('{"x": ' + "[" * 200_000 + "]" * 200_000
+                                                     + "}"))
+    with pytest.raises(ValueError, match="nested too deep") as e:
+        io.load_arrays(path)
+    assert str(path) in str(e.value)
+
+
+# -- one run per folder: io.lock_folder ------------------------------------------------------------
+
+HOLDER = """
+import sys, time
+from minires import io
+lock = io.lock_folder(sys.argv[1]).__enter__()
+print("held", flush=True)
+time.sleep(120)
+"""
+
+
+def hold(folder):
+    """A process that holds ``folder``'s lock until it is killed (it says "held" once it does)."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(folder)], stdout=subprocess.PIPE,
+                            text=True)
+    assert proc.stdout.readline().strip() == "held"
+    return proc
+
+
+def test_a_folder_held_by_a_live_process_is_refused_naming_its_process(tmp_path):
+    proc = hold(tmp_path / "run")
+    try:
+        with pytest.raises(io.FolderInUse) as e:
+            with io.lock_folder(tmp_path / "run"):
+                pass
+        assert e.value.pid == proc.pid and f"process {proc.pid}" in str(e.value)
+        assert str(tmp_path / "run") in str(e.value)
+    finally:
+        proc.kill()
+        proc.wait()
+    # Its process is gone (killed, as kill -9 does: no clean-up ran), so the lock is taken over.
+    assert (tmp_path / "run" / io.LOCK_NAME).exists()
+    with io.lock_folder(tmp_path / "run"):
+        assert (tmp_path / "run" / io.LOCK_NAME).read_text().strip() == str(os.getpid())
+    assert os.listdir(tmp_path / "run") == []
+
+
+def test_a_lock_makes_the_folder_and_leaves_it_as_it_found_it(tmp_path):
+    with io.lock_folder(tmp_path / "new") as lock:
+        assert os.listdir(tmp_path / "new") == [io.LOCK_NAME]
+        with pytest.raises(io.FolderInUse):  # also within one process: one holder at a time
+            io.lock_folder(tmp_path / "new").__enter__()
+        lock.release()
+        lock.release()  # twice is harmless
+    assert not (tmp_path / "new").exists()  # made only for the lock, and left empty
+    (tmp_path / "old").mkdir()
+    with io.lock_folder(tmp_path / "old"):
+        (tmp_path / "old" / "result.json").write_text("{}")
+    assert os.listdir(tmp_path / "old") == ["result.json"]
+
+
+def test_without_flock_a_live_holder_is_refused_and_a_dead_ones_lock_taken_over(tmp_path,
+                                                                               monkeypatch):
+    """Where flock is missing, the lock file alone: a process id that is alive refuses."""
+    import subprocess
+    import sys
+
+    monkeypatch.setattr(io, "fcntl", None)
+    folder = tmp_path / "run"
+    folder.mkdir()
+    alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        (folder / io.LOCK_NAME).write_text(f"{alive.pid}\n")
+        with pytest.raises(io.FolderInUse, match=f"process {alive.pid}"):
+            io.lock_folder(folder).__enter__()
+    finally:
+        alive.kill()
+        alive.wait()
+    with io.lock_folder(folder):  # its process is gone: a stale lock
+        assert (folder / io.LOCK_NAME).read_text().strip() == str(os.getpid())
+        with pytest.raises(io.FolderInUse, match=f"process {os.getpid()}"):
+            io.lock_folder(folder).__enter__()
+    assert os.listdir(folder) == []

@@ -206,3 +206,44 @@ def test_identity_command_help_errors_and_a_tiny_run(tmp_path):
              "--limit", "32", "--no-progress", "--out", str(tmp_path))
     assert r.returncode == 0, r.stderr
     assert "original (identity)" in r.stdout and (tmp_path / "identity.json").exists()
+
+
+@pytest.mark.parametrize("content, wanted", [
+    ('{"settings": {"epochs": 3', "is not a readable JSON file"),
+    (b"\xff\xfe not text", "is not a readable JSON file"),
+    ("[1, 2, 3]", "top level is not an object (it is a list)"),
+    ('{"runs": {}}', '"settings" is not an object'),
+    ('{"settings": 5, "runs": {}}', '"settings" is not an object'),
+    ("[" * 100_000 + "]" * 100_000, "nested too deep"),
+])
+def test_merge_refuses_a_file_that_is_not_an_identity_json_naming_it(tmp_path, content, wanted):
+    from minires.cli import main
+    path = tmp_path / "run" / "identity.json"
+    path.parent.mkdir()
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    with pytest.raises(SystemExit) as e:
+        main(["identity", "--merge", str(tmp_path / "run"), "--out", str(tmp_path / "merged")])
+    message = e.value.code
+    assert isinstance(message, str) and "\n" not in message, message
+    assert message.startswith(f"--merge: merge: {path}") and wanted in message, message
+    assert not (tmp_path / "merged").exists()
+
+
+def test_merge_refuses_settings_or_runs_of_the_wrong_shape(tmp_path):
+    from minires.cli import main
+    good = {"settings": {**identity.recipe_settings(identity.RECIPE, data="digits", depth=8,
+                                                    widths=(2, 4, 8), limit=32),
+                         "device": "cpu", "seconds": 1.0}, "runs": {}}
+    for change, wanted in ((lambda d: d["settings"].pop("device"), "does not record 'device'"),
+                           (lambda d: d["settings"].update(milestones=5), "are not a run's"),
+                           (lambda d: d.update(runs=[]), '"runs" is not an object'),
+                           (lambda d: d["runs"].update(original=[{"seed": 0}]),
+                            '"runs"."original"[0] is not a run')):
+        doc = json.loads(json.dumps(good))
+        change(doc)
+        (tmp_path / "run").mkdir(exist_ok=True)
+        (tmp_path / "run" / "identity.json").write_text(json.dumps(doc))
+        with pytest.raises(SystemExit) as e:
+            main(["identity", "--merge", str(tmp_path / "run"), "--out", str(tmp_path / "m")])
+        assert isinstance(e.value.code, str) and wanted in e.value.code, e.value.code
+        assert "\n" not in e.value.code

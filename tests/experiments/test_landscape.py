@@ -182,3 +182,29 @@ def test_landscape_command_help_bad_option_and_quick_run(tmp_path):
         curves = [np.array(c) for c in r["curves"]]
         assert r["measures"] == landscape.summarise(grid, coords, curves)
         assert r["measures"]["loss_at_origin"] == grid[len(coords) // 2, len(coords) // 2]
+
+
+@pytest.mark.parametrize("span", ["1e30", "11", "inf", "nan", "0", "-1"])
+def test_a_span_beyond_any_plot_is_one_usage_error(tmp_path, capsys, span):
+    from minires.cli import main
+    with pytest.raises(SystemExit) as e:
+        main(["landscape", "--quick", "--span", span, "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "Traceback" not in err
+    assert err.strip().splitlines()[-1].startswith(
+        "python -m minires landscape: error: argument --span: "), err
+    assert not (tmp_path / "out").exists()
+
+
+def test_contours_and_curves_plot_losses_that_overflowed(tmp_path):
+    """Far from the minimum the loss can overflow: the finite losses are drawn, the rest left
+    blank; a flat landscape is one band."""
+    coords = np.linspace(-10, 10, 5)
+    grid = np.random.default_rng(0).random((5, 5))
+    grid[0, :], grid[:, -1] = np.inf, np.nan
+    grids = {"plain8": grid, "resnet8": np.ones((5, 5)), "plain14": np.full((5, 5), np.inf)}
+    assert landscape.plot_contours(grids, coords, tmp_path / "c.png") == tmp_path / "c.png"
+    curves = {"plain8": [grid[0], grid[1]], "resnet8": [np.ones(5)]}
+    landscape.plot_curves(curves, coords, tmp_path / "s.png")
+    for png in ("c.png", "s.png"):
+        assert (tmp_path / png).read_bytes()[:4] == b"\x89PNG"

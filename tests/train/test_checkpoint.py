@@ -117,3 +117,36 @@ def test_checkpoint_errors_are_value_errors():
     """Callers that catch ValueError (a bad file or argument) still catch them."""
     assert issubclass(train.ResumeError, train.CheckpointError)
     assert issubclass(train.CheckpointError, ValueError)
+
+
+@pytest.mark.parametrize("change, field", [
+    ({"epoch": "1"}, "epoch"), ({"epoch": True}, "epoch"), ({"history": {"1": {}}}, "history"),
+    ({"history": [3.5]}, "history[0]"), ({"config": [["seed", 0]]}, "config"),
+    ({"scheduler": "multistep"}, "scheduler"), ({"loaders": [1]}, "loaders"),
+    ({"global_rng": None}, "global_rng")])
+def test_metadata_of_the_wrong_type_is_one_error_naming_file_and_field(tmp_path, change, field):
+    model = small_net()
+    opt = optim.SGD(model.parameters(), lr=0.1)
+    path = tmp_path / "checkpoint.npz"
+    train.save_checkpoint(path, model, opt, None, [], None, [], config={"seed": 0})
+    arrays, meta = io.load_arrays(path)
+    io.save_arrays(path, arrays, {**meta, **change})
+    with pytest.raises(train.CheckpointError) as e:
+        train.read_checkpoint(path)
+    assert str(e.value).startswith(f"{path}: the checkpoint's {field} is ")
+    assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("config, field", [
+    ({"epochs": "abc"}, "config.epochs"), ({"lr": "0.1"}, "config.lr"),
+    ({"batch_size": 0}, "config.batch_size"), ({"momentum": 1.0}, "config.momentum"),
+    ({"milestones": [0]}, "config.milestones"), ({"ten_crop": 1}, "config.ten_crop"),
+    ({"model": "resnet21"}, "config.model"), ({"warmup": float("inf")}, "config.warmup")])
+def test_run_settings_of_the_wrong_type_are_one_error_naming_the_field(config, field):
+    good = {"model": "resnet20", "data": "digits", "epochs": 15, "batch_size": 64, "lr": 0.1,
+            "momentum": 0.9, "weight_decay": 1e-4, "milestones": [8, 11], "warmup": None,
+            "seed": 0, "schedule": "multistep", "patience": 5, "image_size": None,
+            "ten_crop": False}
+    assert train.check_run_settings("c.npz", good) == good
+    with pytest.raises(train.CheckpointError, match=rf"^c\.npz: the checkpoint's {field} is "):
+        train.check_run_settings("c.npz", {**good, **config})

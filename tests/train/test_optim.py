@@ -1,4 +1,5 @@
-"""SGD against its formula, worked by hand on scalars and unrolled on arrays; MultiStepLR's milestones."""
+"""SGD against its formula, worked by hand on scalars and unrolled on arrays; MultiStepLR's
+milestones."""
 import numpy as np
 import pytest
 
@@ -39,9 +40,11 @@ def test_sgd_steps_worked_by_hand(kwargs, want):
 
 
 @pytest.mark.parametrize("momentum, weight_decay, nesterov", [
-    (0.0, 0.0, False), (0.9, 0.0, False), (0.9, 1e-2, False), (0.9, 1e-2, True), (0.5, 0.0, True), (0.0, 1e-2, False)])
+    (0.0, 0.0, False), (0.9, 0.0, False), (0.9, 1e-2, False), (0.9, 1e-2, True), (0.5, 0.0, True),
+    (0.0, 1e-2, False)])
 def test_sgd_matches_the_formula_over_several_steps(momentum, weight_decay, nesterov, rng):
-    """PyTorch's SGD (dampening 0) unrolled: d = g + wd p; v = d first, then m v + d; p -= lr (d + m v or v)."""
+    """PyTorch's SGD (dampening 0) unrolled: d = g + wd p; v = d first, then m v + d;
+    p -= lr (d + m v or v)."""
     p0 = rng.standard_normal((3, 4))
     grads = [rng.standard_normal((3, 4)) for _ in range(4)]
     lr = 0.05
@@ -96,7 +99,8 @@ def test_sgd_state_dict_resumes_the_same_steps(rng):
 
 @pytest.mark.parametrize("kwargs, match", [
     ({"lr": 0}, "lr"), ({"lr": -0.1}, "lr"), ({"lr": 0.1, "momentum": 1.0}, "momentum"),
-    ({"lr": 0.1, "momentum": -0.1}, "momentum"), ({"lr": 0.1, "weight_decay": -1e-4}, "weight_decay"),
+    ({"lr": 0.1, "momentum": -0.1}, "momentum"),
+    ({"lr": 0.1, "weight_decay": -1e-4}, "weight_decay"),
     ({"lr": 0.1, "momentum": 0, "nesterov": True}, "nesterov")])
 def test_sgd_rejects_bad_arguments_by_name(kwargs, match):
     with pytest.raises(ValueError, match=match):
