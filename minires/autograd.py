@@ -265,6 +265,32 @@ class Tensor:
         return _basic.matmul(other, self)
 
     def __getitem__(self, index):
+        # An integer index out of bounds is an IndexError on either device. NumPy raises one, but
+        # CuPy wraps integer *arrays* around (x[[1, 3]] of 3 rows is x[[1, 0]]), so every integer
+        # index is checked here, before it reaches either; a device index array costs one
+        # read-back (its min and max).
+        parts = index if isinstance(index, tuple) else (index,)
+        width = [0 if p is None or p is Ellipsis else
+                 p.ndim if getattr(p, "dtype", None) == np.bool_ else 1 for p in parts]
+        axis = 0
+        for p, n in zip(parts, width):
+            if p is Ellipsis:
+                axis += self.ndim - sum(width)
+                continue
+            ints = np.asarray(p) if isinstance(p, list) else p
+            lo = hi = 0  # a slice, None, a mask, an empty array: nothing to check
+            if isinstance(ints, (int, np.integer)) and not isinstance(ints, (bool, np.bool_)):
+                lo = hi = int(ints)
+            elif getattr(getattr(ints, "dtype", None), "kind", "") in ("i", "u") and ints.size:
+                xp = backend.get_array_module(ints)
+                lo, hi = (int(v) for v in backend.as_numpy(xp.stack([ints.min(), ints.max()])))
+            size = self.shape[axis] if axis < self.ndim else None  # too many: getitem says so
+            if size is not None and (lo < -size or hi >= size):
+                raise IndexError(
+                    f"index {index!r} is invalid for a tensor of shape {self.shape}: index "
+                    f"{lo if lo < -size else hi} is out of bounds for axis {axis} with size {size}"
+                )
+            axis += n
         return _basic.getitem(self, index)
 
     def sum(self, axis=None, keepdims=False):

@@ -8,6 +8,8 @@ Devices are named ``"cpu"`` (NumPy) and ``"gpu"`` (CuPy, the current CUDA device
 and memory, which make the ops fast, live in ``minires/fast/`` (``threads.py``, ``memory.py``).
 """
 
+import re
+
 import numpy as np
 
 DEVICES = ("cpu", "gpu")
@@ -32,13 +34,81 @@ def _import_cupy():
     return _cupy
 
 
+INSTALL = ("pip install 'minires[gpu]' (CuPy with its CUDA libraries; for CUDA 13, "
+           "'minires[gpu-cuda13]'), or the CUDA Toolkit of CuPy's CUDA version")
+_gpu_problem = ...  # not probed yet
+
+
+def gpu_problem():
+    """None when the GPU works, else one line saying what is missing and what to install.
+
+    "Works" means what the first training step needs: CuPy imports, sees a CUDA device, compiles
+    and runs an elementwise kernel (NVRTC, ``libnvrtc``) and a float32 matmul (cuBLAS,
+    ``libcublas``). On a machine with only the driver, ``import cupy`` and the device count
+    succeed and the first kernel fails, so both are tried here, once per process.
+    """
+    global _gpu_problem
+    if _gpu_problem is ...:
+        _gpu_problem = _probe_gpu()
+    return _gpu_problem
+
+
 def gpu_available():
-    """True when CuPy imports and sees at least one CUDA device."""
+    """True when CuPy sees a CUDA device and can compile a kernel and run a matmul on it."""
+    return gpu_problem() is None
+
+
+def cupy_packages():
+    """The installed distributions that provide CuPy ("cupy-cuda12x 13.6.0", ...): more than one
+    is a conflict, since each installs the same ``cupy`` package over the other."""
+    from importlib import metadata
+
+    found = set()
+    for dist in metadata.distributions():
+        name = (dist.metadata["Name"] or "").lower()
+        if name == "cupy" or name.startswith("cupy-"):
+            found.add(f"{name} {dist.version}")
+    return sorted(found)
+
+
+def _first_line(e):
+    text = f"{type(e).__name__}: {e}".strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+def _probe_gpu():
     try:
         cp = _import_cupy()
-        return cp.cuda.runtime.getDeviceCount() > 0
-    except Exception:
-        return False
+    except RuntimeError as e:
+        return str(e)
+    packages = cupy_packages()
+    two = (f"; {len(packages)} CuPy packages are installed ({', '.join(packages)}): "
+           "keep one (pip uninstall the others)" if len(packages) > 1 else "")
+    try:
+        if cp.cuda.runtime.getDeviceCount() < 1:
+            return "CuPy sees no CUDA device" + two
+    except Exception as e:
+        return f"CuPy finds no usable CUDA driver or device ({_first_line(e)})" + two
+    try:
+        x = cp.arange(4, dtype=cp.float32)
+        y = cp.ElementwiseKernel("T x", "T y", "y = x + (T)1", "minires_probe")(x)
+        ok = float(y.sum()) == 10.0
+    except Exception as e:
+        return _missing("compile a CUDA kernel", "nvrtc", e) + two
+    try:
+        a = cp.ones((2, 2), dtype=cp.float32)
+        ok = ok and float((a @ a).sum()) == 8.0
+    except Exception as e:
+        return _missing("run a matmul", "cublas", e) + two
+    return None if ok else "CuPy computed wrong numbers in its self-test (a broken install?)" + two
+
+
+def _missing(what, library, e):
+    found = re.search(r"lib(\w+?)\.so[.\d]*", str(e))
+    if found:
+        return (f"CuPy cannot {what}: lib{found.group(1)} does not load ({_first_line(e)}); "
+                f"to install it: {INSTALL}")
+    return f"CuPy cannot {what} ({_first_line(e)}); if lib{library} is missing: {INSTALL}"
 
 
 def is_gpu_array(a):

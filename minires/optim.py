@@ -69,16 +69,23 @@ class SGD:
         return state
 
     def load_state_dict(self, state):
-        self.lr = float(state["lr"])
+        """Restore ``state_dict()``'s values; each velocity, a NumPy or CuPy array, is copied
+        onto its parameter's device in the parameter's dtype. Nothing changes if one is wrong."""
+        velocity = []
         for i, p in enumerate(self.params):
             v = state.get(f"velocity.{i}")
-            if v is not None and tuple(v.shape) != p.shape:
-                raise ValueError(
-                    f"SGD.load_state_dict: velocity.{i} has shape {tuple(v.shape)}, "
-                    f"the parameter has {p.shape}"
-                )
-            xp = backend.get_array_module(p.data)
-            self.velocity[i] = None if v is None else xp.asarray(np.asarray(v, dtype=p.dtype))
+            if v is not None:
+                if not (isinstance(v, np.ndarray) or backend.is_gpu_array(v)):
+                    v = np.asarray(v)
+                if tuple(v.shape) != p.shape:
+                    raise ValueError(
+                        f"SGD.load_state_dict: velocity.{i} has shape {tuple(v.shape)}, "
+                        f"the parameter has {p.shape}"
+                    )
+                v = backend.to_device(v, p.device).astype(p.dtype)
+            velocity.append(v)
+        self.lr = float(state["lr"])
+        self.velocity = velocity
 
 
 class MultiStepLR:

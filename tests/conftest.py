@@ -2,7 +2,12 @@
 
 Device: tests that take the ``device`` fixture run once per backend. By default that is "cpu"
 and "gpu"; the GPU run is skipped, with the reason, when CuPy or a GPU is missing. Select one
-with ``pytest --device gpu`` (or MINIRES_TEST_DEVICE=gpu) to run every such test on CuPy only.
+with ``pytest --device gpu`` (or MINIRES_TEST_DEVICE=gpu) to run every such test on CuPy only:
+then a GPU that does not work (``backend.gpu_problem()``: no CuPy, no device, a CUDA library
+missing) stops the run at once with that one line, instead of skipping every test. The GPU runs
+carry the ``gpu`` mark, so ``pytest --device gpu -m gpu`` runs only the tests that touch the
+device. Without a GPU, ``PYTHONPATH=tests/fake_cupy pytest --device gpu -m gpu`` runs them on the
+strict CuPy stand-in (``tests/fake_cupy``), as CI does.
 
 Implementation: tests that take the ``impl`` fixture run once on the fast ops (``minires/fast/``,
 the default) and once on the reference ops (``minires/functional/``), whatever MINIRES_OPS says.
@@ -31,6 +36,9 @@ from minires import backend  # noqa: E402
 
 
 def pytest_configure(config):
+    config.addinivalue_line("markers", "gpu: runs on the GPU backend (CuPy, or its stand-in)")
+    if config.getoption("--device") == "gpu" and not backend.gpu_available():
+        raise pytest.UsageError(f"--device gpu: {backend.gpu_problem()}")
     # pytest's default tmp_path root is shared by every pytest of this user and keeps only the
     # newest three runs: two suites running at once (two checkouts) delete each other's folders.
     # A private root per run avoids that; --basetemp still chooses one explicitly.
@@ -59,11 +67,17 @@ def pytest_generate_tests(metafunc):
         metafunc.parametrize("impl", IMPLS, indirect=True)
 
 
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        spec = getattr(item, "callspec", None)
+        if spec is not None and spec.params.get("device") == "gpu":
+            item.add_marker(pytest.mark.gpu)
+
+
 @pytest.fixture
 def device(request):
     if request.param == "gpu" and not backend.gpu_available():
-        pytest.skip("no CUDA GPU with CuPy on this machine "
-                    "(the GPU backend is tested where one is present)")
+        pytest.skip(f"no working GPU here: {backend.gpu_problem()}")
     return request.param
 
 

@@ -7,11 +7,12 @@ channel) would want channel-major again. So minires never makes that copy: an ac
 NCHW *shape* everyone expects, ``(N, C, H, W)``, but is a transposed *view* of a contiguous
 ``(C, N, H, W)`` array. Elementwise NumPy ops keep their inputs' memory order (``order='K'``), so
 on the CPU ReLU, the residual addition and their gradients stay channel-major too, for free.
-CuPy's do not: every CuPy ufunc and operator allocates its output C-ordered, so on the GPU an
-activation comes out of a ReLU or a residual addition in NCHW order, and the next
-:func:`channels_first_2d` pays a transposed copy for it (``benchmarks/gpu_calls.py`` counts them
-per step). The fused GPU kernels (``minires/fast/gpu_kernels.py``) write their outputs
-channel-major and keep the layout.
+CuPy's do not: every CuPy ufunc and operator allocates its output C-ordered. On the GPU an
+activation comes out of the reference ReLU or a residual addition in NCHW order, and a gradient
+out of autograd's sum of a block's two paths; the next :func:`channels_first_2d` (batch norm's)
+then pays a transposed copy, and a convolution reads its input with long strides.
+``benchmarks/gpu_calls.py`` counts the copies: 9 per ResNet-20 training step, all in backward.
+The fused GPU kernels (``minires/fast/gpu_kernels.py``) write their outputs channel-major.
 
 Everything still works on a plain C-contiguous NCHW array; it just costs one copy in
 :func:`channels_first_2d`. The reference ops use these helpers so that they hand the next layer

@@ -211,8 +211,9 @@ class Module:
         """Copy arrays into parameters and buffers by name; shapes must match exactly.
 
         With ``strict`` a missing or unexpected key is an error (``num_batches_tracked`` from
-        torchvision is accepted and ignored). Values are cast to each parameter's dtype and
-        placed on its device. Returns (missing_keys, unexpected_keys).
+        torchvision is accepted and ignored). Values (NumPy or CuPy arrays, Tensors, lists) are
+        copied, cast to each parameter's dtype and placed on its device, wherever they were.
+        Returns (missing_keys, unexpected_keys).
         """
         targets = OrderedDict()
         for name, p in self.named_parameters():
@@ -242,7 +243,9 @@ class Module:
             if k not in targets:
                 continue
             value = state_dict[k]
-            value = backend.as_numpy(value.data if isinstance(value, Tensor) else np.asarray(value))
+            value = value.data if isinstance(value, Tensor) else value
+            if not (isinstance(value, np.ndarray) or backend.is_gpu_array(value)):
+                value = np.asarray(value)  # a list or a number; arrays stay where they are
             kind, target = targets[k]
             current = target.data if kind == "param" else target[0]._buffers[target[1]]
             if tuple(value.shape) != tuple(current.shape):
@@ -254,8 +257,8 @@ class Module:
                 raise TypeError(f"load_state_dict: {k} has non-numeric dtype {value.dtype}")
             staged.append((kind, target, current, value))
         for kind, target, current, value in staged:
-            xp = backend.get_array_module(current)
-            new = xp.asarray(value.astype(current.dtype))
+            # a copy of its own, on the parameter's device: host and device values alike
+            new = backend.to_device(value, backend.device_of(current)).astype(current.dtype)
             if kind == "param":
                 target.data = new
             else:

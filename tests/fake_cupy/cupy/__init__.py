@@ -1,158 +1,231 @@
-"""A NumPy-backed stand-in for CuPy, for dry runs of the GPU path on a machine without a GPU.
+"""A strict, NumPy-backed stand-in for CuPy: the GPU code path, run and checked on a CPU.
 
 Put its folder first on the path (``PYTHONPATH=tests/fake_cupy``) and ``import cupy`` gives this
-module: arrays are NumPy arrays of a subclass whose type says "cupy", so minires takes every GPU
-branch (``backend.is_gpu_array``), moves data with ``cupy.asarray`` / ``.get()``, and asks
-``cupy.cuda`` for a device. The numbers are NumPy's, so a dry run must give the CPU's results.
+package. minires takes every GPU branch (``backend.is_gpu_array`` sees a ``cupy.ndarray``), and
+the stand-in refuses what real CuPy refuses, with CuPy's own exception types and messages, so a
+failure here reads like the failure a GPU user would get:
 
-Like real CuPy, an elementwise op or matmul that mixes a device array with a host float array
-raises TypeError: that is the implicit host copy a real GPU run would refuse (or pay for).
-What this cannot check: kernels (``ElementwiseKernel``/``RawKernel`` raise), speed, memory.
+- only the names real CuPy 13 *and* 14 have, each called with the parameters both accept
+  (``namespace-13.json``, ``namespace-14.json``: the listing ``tools/cupy_namespace.py`` takes
+  from the real wheels). ``xp.lib.stride_tricks.as_strided(a, s, t, writeable=False)`` raises
+  ``TypeError: as_strided() got an unexpected keyword argument 'writeable'``; a name CuPy lacks
+  raises ``AttributeError: module 'cupy' has no attribute ...``;
+- device arrays wrap NumPy arrays (``_core.ndarray``); they are not NumPy arrays. Implicit
+  conversion (``np.asarray(d)``, ``__array__``, anything that calls it: matplotlib, ``np.testing``)
+  raises ``TypeError: Implicit conversion to a NumPy array is not allowed. Please use `.get()`
+  to construct a NumPy array explicitly.``; a buffer view (``np.ndarray(shape, dtype, d)``),
+  ``d.ctypes`` and ``d.flags.writeable`` do not exist; a device scalar is no Python index
+  (``lst[d.argmax()]``: ``TypeError: list indices must be integers or slices, not ndarray``);
+- a host array in a ufunc, operator or kernel: ``TypeError: Unsupported type <class
+  'numpy.ndarray'>``; a host array assigned into a device slice (``d[...] = h``): ``ValueError:
+  non-scalar numpy.ndarray cannot be used for fill``; ``xp.maximum.reduce``: ``NotImplementedError:
+  `cupy_maximum.reduce` is not supported yet``;
+- CuPy's semantics where they differ from NumPy's: C-ordered elementwise results, wrapped
+  integer-array indices, 0-d device arrays from reductions (``_core.py`` lists them).
+
+``ElementwiseKernel`` and ``ReductionKernel`` run: their C source is translated to NumPy
+(``_kernels.py``, a small subset of CUDA C: expressions, ternaries, casts, the math functions),
+so a fused kernel's arithmetic is tested here, though not its compilation. ``RawKernel`` and
+``RawModule`` raise. What no stand-in can show: speed, memory, NVRTC and cuBLAS, float32 rounding
+of fused multiply-adds, and asynchrony; ``benchmarks/gpu_check.sh`` is for those.
+
+Names real CuPy has that the stand-in does not emulate raise NotImplementedError saying so.
 """
-
-import types
-
 import numpy as _np
 
-__version__ = "0.0.0-fake-numpy"
+from . import _core, _names
+from ._core import ndarray, ufunc
+
+__version__ = "stand-in (NumPy " + _np.__version__ + "; names of " + _names.REAL + ")"
 FAKE = True  # lets scripts say "dry run" in their reports
 
-
-class ndarray(_np.ndarray):
-    """A NumPy array that minires takes for a CuPy one."""
-
-    def get(self):
-        return _np.array(self.view(_np.ndarray))
-
-    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
-        if method == "__call__":
-            for a in inputs:
-                if type(a) is _np.ndarray and a.ndim > 0 and a.dtype.kind in "fc":
-                    raise TypeError(
-                        f"fake cupy: {ufunc.__name__} mixes a device array with a host "
-                        f"numpy.ndarray {a.shape} {a.dtype} (move it with cupy.asarray first)"
-                    )
-        plain = tuple(a.view(_np.ndarray) if isinstance(a, ndarray) else a for a in inputs)
-        if "out" in kwargs:
-            kwargs["out"] = tuple(
-                o.view(_np.ndarray) if isinstance(o, ndarray) else o for o in kwargs["out"]
-            )
-        result = getattr(ufunc, method)(*plain, **kwargs)
-        return _fake(result)
+# cupy/_core/_routines_manipulation.pyx concatenate_method
+_JOINS = frozenset(("concatenate", "stack", "hstack", "vstack", "dstack", "column_stack"))
+# Functions that take host data (everything else refuses a host array in its arguments).
+_TAKE_HOST = frozenset(("isscalar", "ndim", "shape", "size", "result_type", "can_cast",
+                        "min_scalar_type", "iinfo", "finfo", "dtype", "promote_types",
+                        "issubdtype", "obj2sctype", "common_type", "binary_repr", "base_repr"))
+# Functions that return a view or metadata: no kernel on a real GPU.
+_NO_KERNEL = frozenset(("reshape", "transpose", "swapaxes", "moveaxis", "rollaxis", "squeeze",
+                        "expand_dims", "broadcast_to", "broadcast_arrays", "atleast_1d",
+                        "atleast_2d", "atleast_3d", "ravel", "empty", "empty_like",
+                        "result_type", "can_cast", "shape", "ndim", "size", "isscalar",
+                        "get_array_module", "real", "imag", "diagonal", "asnumpy"))
 
 
-ndarray.__module__ = "cupy"  # what backend.is_gpu_array looks at
+def _refuse_join(host):
+    return TypeError("Only cupy arrays can be concatenated")
 
 
-def _fake(x):
-    if isinstance(x, _np.ndarray) and not isinstance(x, ndarray):
-        return x.view(ndarray)
-    if isinstance(x, _np.generic):  # CuPy's reductions give 0-d device arrays, never host scalars
-        return _np.asarray(x).view(ndarray)
-    if isinstance(x, tuple):
-        return tuple(_fake(v) for v in x)
-    if isinstance(x, list):
-        return [_fake(v) for v in x]
-    return x
+def _function(name, entries, np_fn):
+    check = _names.checker(name, entries)
+    refuse = _refuse_join if name in _JOINS else _core.unsupported
+    take_host = name in _TAKE_HOST
+    kernel = name not in _NO_KERNEL
+
+    def function(*args, **kwargs):
+        if check is not None:
+            check(*args, **kwargs)
+        _core.count(name, kernel=kernel)
+        if not take_host:
+            args = _core.device_arrays(args, refuse)
+            kwargs = {k: _core.device_arrays(v, refuse) for k, v in kwargs.items()}
+        with _np.errstate(all="ignore"):
+            return _core.wrap(np_fn(*args, **kwargs))
+
+    function.__name__ = name
+    function.__qualname__ = name
+    function.__module__ = "cupy"
+    return function
 
 
-def asarray(a, dtype=None):
-    """Host -> device: a copy (like cudaMemcpy), unless ``a`` is already on the device."""
-    if isinstance(a, ndarray) and (dtype is None or a.dtype == dtype):
-        return a
-    return _np.array(a.get() if isinstance(a, ndarray) else a, dtype=dtype).view(ndarray)
+# -- the functions with rules of their own --------------------------------------------------------
+
+def _asarray(a, dtype=None, order=None, *, blocking=False):
+    """Host -> device: a C-ordered copy; a device array of that dtype is returned as it is."""
+    if type(a) is ndarray:
+        if dtype is None or _np.dtype(dtype) == a.dtype:
+            _core.count("asarray", kernel=False)
+            return a
+        return a.astype(dtype, order=order or "K")
+    _core.count("asarray from host", kernel=False)
+    return _core.host_to_device(_core.device_arrays(a), dtype, order or "K")
 
 
-def asnumpy(a):
-    return a.get() if isinstance(a, ndarray) else _np.asarray(a)
+def _array(obj, dtype=None, copy=True, order="K", subok=False, ndmin=0, *, blocking=False):
+    _core.count("array" if type(obj) is ndarray else "array from host",
+                kernel=type(obj) is ndarray and copy)
+    with _core.inside():
+        if type(obj) is ndarray:
+            r = obj.astype(obj.dtype if dtype is None else dtype, order=order, copy=copy)
+        else:
+            r = _core.host_to_device(_core.device_arrays(obj), dtype, order)
+        if ndmin > r.ndim:
+            r = r.reshape((1,) * (ndmin - r.ndim) + r.shape)
+    return r
 
 
-def get_array_module(*arrays):
-    return __import__(__name__) if any(isinstance(a, ndarray) for a in arrays) else _np
+def _asanyarray(a, dtype=None, order=None, *, blocking=False):
+    return _asarray(a, dtype, order, blocking=blocking)
 
 
-def _wrap(fn):
-    def wrapped(*args, **kwargs):
-        return _fake(fn(*args, **kwargs))
+def _asnumpy(a, stream=None, order="C", out=None, *, blocking=True):
+    if type(a) is ndarray:
+        return a.get(stream=stream, order=order, out=out, blocking=blocking)
+    _core.count("asnumpy", kernel=False)
+    a = _np.asarray(a, order=order)
+    if out is not None:
+        out[...] = a
+        return out
+    return a
 
-    wrapped.__name__ = getattr(fn, "__name__", "function")
-    return wrapped
+
+def _get_array_module(*args):
+    return _this if any(type(a) is ndarray for a in args) else _np
+
+
+def _matmul(x1, x2, /, out=None, **kwargs):
+    _core.count("matmul")
+    if kwargs:
+        raise NotImplementedError(f"the CuPy stand-in's matmul takes no {sorted(kwargs)}")
+    a, b = _core.kernel_arg(x1), _core.kernel_arg(x2)
+    if out is not None:
+        _np.matmul(a, b, out=out._a)
+        return out
+    return _core.wrap(_np.ascontiguousarray(_np.matmul(a, b)))
+
+
+def _is_available():
+    return True
+
+
+def _get_default_memory_pool():
+    from .cuda import memory
+    return memory.DEFAULT_POOL
+
+
+def _get_default_pinned_memory_pool():
+    from .cuda import memory
+    return memory.DEFAULT_PINNED_POOL
+
+
+def _show_config(*, _full=False):
+    print(f"CuPy stand-in {__version__}")
+
+
+_SPECIAL = {f.__name__[1:]: f for f in (_asarray, _array, _asanyarray, _asnumpy,
+                                        _get_array_module, _matmul, _is_available,
+                                        _get_default_memory_pool, _get_default_pinned_memory_pool,
+                                        _show_config)}
+
+
+def _checked(name, entries, fn):
+    """``fn`` behind real CuPy's signature check for ``cupy.name``."""
+    check = _names.checker(name, entries)
+    if check is None:
+        return fn
+
+    def function(*args, **kwargs):
+        check(*args, **kwargs)
+        return fn(*args, **kwargs)
+
+    function.__name__ = function.__qualname__ = name
+    function.__module__ = "cupy"
+    return function
+
+
+def _kernel_module():
+    import importlib
+    return importlib.import_module(__name__ + "._kernels")
+
+
+_NAMES = _names.module_names("cupy")
+_cache = {}
+_this = None
 
 
 def __getattr__(name):
-    """Every other NumPy name: functions return device arrays; dtypes, ufuncs and constants as they
-    are."""
-    obj = getattr(_np, name)
-    if isinstance(obj, (type, _np.ufunc)) or not callable(obj):
-        return obj
-    return _wrap(obj)
+    """The listed names only: NumPy's own objects (dtypes, constants) as they are, ufuncs and
+    functions as the stand-in's, modules from the subpackages here."""
+    if name in _cache:
+        return _cache[name]
+    entries = _NAMES.get(name)
+    if entries is None:
+        raise _names.no_attribute("cupy", name)
+    e = entries[0]
+    kind = e["kind"]
+    if name in _SPECIAL:
+        obj = _checked(name, entries, _SPECIAL[name])
+    elif name in ("ElementwiseKernel", "ReductionKernel", "RawKernel", "RawModule", "fuse"):
+        obj = getattr(_kernel_module(), name)
+    elif kind == "module":
+        import importlib
+        try:
+            obj = importlib.import_module(f"{__name__}.{name}")
+        except ImportError:
+            raise NotImplementedError(f"the CuPy stand-in does not emulate cupy.{name} "
+                                      f"({_names.REAL} have it)") from None
+    elif all(x.get("numpy") for x in entries):
+        obj = getattr(_np, name)  # cupy.float32 is numpy.float32; cupy.pi is numpy.pi
+    elif kind == "ufunc" and name in _core.UFUNCS:
+        obj = _core.UFUNCS[name]
+    elif kind == "function" and callable(getattr(_np, name, None)):
+        obj = _function(name, entries, getattr(_np, name))
+    elif kind == "constant" and e.get("type") == "NoneType":
+        obj = None  # cupy.newaxis
+    else:
+        raise NotImplementedError(f"the CuPy stand-in does not emulate cupy.{name} "
+                                  f"({_names.REAL} have it)")
+    _cache[name] = obj
+    return obj
 
 
-lib = types.SimpleNamespace(
-    stride_tricks=types.SimpleNamespace(as_strided=_wrap(_np.lib.stride_tricks.as_strided))
-)
-# host generator; results are host arrays
-random = types.SimpleNamespace(default_rng=_np.random.default_rng)
+def __dir__():
+    return sorted(set(_NAMES) | {"FAKE", "ndarray", "ufunc"})
 
 
-class _Device:
-    def __init__(self, device=0):
-        self.id = device
+import sys as _sys  # noqa: E402
 
-    def synchronize(self):
-        pass
-
-    def use(self):
-        pass
-
-    @property
-    def mem_info(self):
-        return 8 << 30, 8 << 30
-
-
-class _Runtime:
-    @staticmethod
-    def getDeviceCount():
-        return 1
-
-    @staticmethod
-    def getDeviceProperties(device):
-        return {
-            "name": b"fake GPU (NumPy on the CPU)",
-            "totalGlobalMem": 8 << 30,
-            "multiProcessorCount": 1,
-        }
-
-    @staticmethod
-    def runtimeGetVersion():
-        return 0
-
-
-class _Event:
-    def record(self, stream=None):
-        import time
-
-        self.t = time.perf_counter()
-
-    def synchronize(self):
-        pass
-
-
-def _elapsed(a, b):
-    return (b.t - a.t) * 1e3
-
-
-cuda = types.SimpleNamespace(
-    Device=_Device,
-    runtime=_Runtime,
-    Event=_Event,
-    get_elapsed_time=_elapsed,
-    Stream=types.SimpleNamespace(null=None),
-)
-
-
-def _no_kernels(*args, **kwargs):
-    raise NotImplementedError("fake cupy cannot compile CUDA kernels")
-
-
-ElementwiseKernel = RawKernel = RawModule = ReductionKernel = _no_kernels
+_this = _sys.modules[__name__]
+from . import cuda  # noqa: E402,F401  (as real CuPy: cupy.cuda is there after import cupy)
+from . import lib  # noqa: E402,F401

@@ -1,11 +1,34 @@
-"""The part of ``cupyx`` minires uses, for the NumPy-backed fake CuPy (see ``cupy/__init__.py``)."""
+"""cupyx for the strict CuPy stand-in: ``scatter_add``, ``scatter_max``, ``scatter_min``
+(cupy/_core/_routines_indexing.pyx _scatter_op: an integer-array index takes a host value, which
+CuPy copies to the device; a basic index does not)."""
+import numpy as _np
 
-import numpy as np
+import cupy
+from cupy import _core, _module
 
 
-def scatter_add(a, index, values):
-    np.add.at(
-        a.view(np.ndarray),
-        index,
-        values.view(np.ndarray) if isinstance(values, np.ndarray) else values,
-    )
+def _scatter(name, ufunc):
+    def scatter(a, slices, value):
+        _core.count("cupyx." + name)
+        idx, advanced = _core._index(a._a, slices)
+        if type(value) is _core.ndarray:
+            v = value._a
+        elif type(value) in _core.SCALARS or (advanced and type(value) is _np.ndarray):
+            v = value
+        else:
+            raise _core.unsupported(value)
+        ufunc.at(a._a, idx, v)
+    scatter.__name__ = name
+    return scatter
+
+
+scatter_add = _scatter("scatter_add", _np.add)
+scatter_max = _scatter("scatter_max", _np.maximum)
+scatter_min = _scatter("scatter_min", _np.minimum)
+
+
+def rsqrt(x, out=None):
+    return cupy.reciprocal(cupy.sqrt(x), out=out)
+
+
+__getattr__ = _module.restricted("cupyx", {})

@@ -1,0 +1,2 @@
+"""cupy.lib: only ``stride_tricks`` is emulated."""
+from . import stride_tricks  # noqa: F401
