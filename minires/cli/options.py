@@ -198,7 +198,7 @@ def add_progress(parser):
 def check_device(device):
     """End the command with one line when the GPU is asked for and there is none."""
     if device == "gpu" and not backend.gpu_available():
-        raise SystemExit("--device gpu: no CUDA GPU with CuPy found (pip install 'minires[gpu]')")
+        raise SystemExit(f"--device gpu: {backend.gpu_problem()}")
     return device
 
 
