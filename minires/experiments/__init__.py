@@ -8,6 +8,10 @@
     landscape    the loss around trained nets, filter-normalised directions (Li et al. 2018)
     identity     shortcut variants and BN/ReLU orders (He et al. 2016, Tables 1 and 2)
     shatter      the autocorrelation of dy/dx against depth (Balduzzi et al. 2017)
+    signal       signal propagation at initialisation, with and without BN (Brock et al. 2021)
+    normfree     training deep ResNets without BN: none, SkipInit, Fixup (De and Smith 2020)
+    rank         the rank of a batch's representations, block by block (Daneshmand et al. 2020)
+    sharpness    the loss's largest Hessian eigenvalue, and the edge of stability (Cohen et al.)
 
 Each has the same parts in the same order: ``measure`` (arrays in, numbers out), ``plot``, a
 table, and ``run(out, ...)``, which writes the run folder and returns the report it wrote as JSON.

@@ -1,4 +1,5 @@
-"""The networks of the paper: ResNets, their plain twins, and ``summary``."""
+"""The networks of the paper: ResNets, their plain twins, ``summary``; SkipInit and Fixup nets
+(``norm=None, init="skipinit" | "fixup"``) without batch norm."""
 
 from .resnet import (
     BUILDERS,
@@ -31,6 +32,15 @@ from .resnet import (
     resnet1202,
 )
 from .summary import Summary, summary
+from .normfree import (
+    FixupBasicBlock,
+    FixupBottleneck,
+    FixupResNet,
+    SkipInitBasicBlock,
+    SkipInitBottleneck,
+    SkipInitResNet,
+    fixup_init_,
+)
 from .preact import (
     PreActBlock,
     PreActBottleneck,

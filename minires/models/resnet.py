@@ -15,12 +15,27 @@ ImageNet nets (Table 1): 7x7/2 conv, 3x3/2 max-pool, four stages of 64/128/256/5
 (x4 output channels for bottlenecks), global average pool, fc. CIFAR nets (sec. 4.2): 3x3 conv,
 three stages of n blocks with 16/32/64 planes on 32/16/8 maps, global average pool, fc:
 6n + 2 layers. Parameter names follow torchvision, so weights move between the two.
+
+Normalisation and initialisation, as options of every builder (``models.resnet56(norm=None,
+init="fixup")``; ``norm`` plays the part of torchvision's ``norm_layer``):
+
+    norm="batch"     BatchNorm2d after every conv (the paper's; the default)
+    norm=None        no normalisation: an Identity where each BN was (same names otherwise)
+    init="he"        He initialisation, N(0, 2 / fan_out) (the paper's; the default)
+    init="skipinit"  SkipInit (De and Smith 2020): y = ReLU(alpha F(x) + x), alpha a scalar at 0
+    init="fixup"     Fixup (Zhang, Dauphin and Ma 2019): no normalisation; the last layer of each
+                     branch and the classifier at 0, the other branch layers scaled by
+                     L^(-1/(2m-2)), scalar biases and a scalar multiplier per branch
+With init="skipinit" or "fixup", norm defaults to None (the papers'); the nets are in
+``normfree.py``.
 """
 
 from .. import functional as F
 from .. import nn
 
 SHORTCUTS = ("A", "B", "C", None)
+NORMS = ("batch", None)
+INITS = ("he", "skipinit", "fixup")
 
 
 def conv3x3(in_planes, out_planes, stride=1):
@@ -31,7 +46,14 @@ def conv1x1(in_planes, out_planes, stride=1):
     return nn.Conv2d(in_planes, out_planes, 1, stride=stride, bias=False)
 
 
-def make_shortcut(option, in_planes, out_planes, stride):
+def norm_layer(norm, planes):
+    """The layer after a conv: ``BatchNorm2d(planes)``, or an Identity with ``norm=None``."""
+    if norm not in NORMS:
+        raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
+    return nn.BatchNorm2d(planes) if norm == "batch" else nn.Identity()
+
+
+def make_shortcut(option, in_planes, out_planes, stride, norm="batch"):
     """The module on the shortcut path, or None for the identity (and for plain nets)."""
     if option not in SHORTCUTS:
         raise ValueError(f"shortcut must be one of {SHORTCUTS}, got {option!r}")
@@ -40,23 +62,26 @@ def make_shortcut(option, in_planes, out_planes, stride):
     if option == "C" or stride != 1 or in_planes != out_planes:
         if option == "A":
             return nn.PadChannels(out_planes, stride)
-        return nn.Sequential(conv1x1(in_planes, out_planes, stride), nn.BatchNorm2d(out_planes))
+        return nn.Sequential(conv1x1(in_planes, out_planes, stride), norm_layer(norm, out_planes))
     return None
 
 
 class BasicBlock(nn.Module):
-    """F(x) = BN(conv3x3(ReLU(BN(conv3x3(x, stride))))); y = ReLU(F(x) + shortcut(x))."""
+    """F(x) = BN(conv3x3(ReLU(BN(conv3x3(x, stride))))); y = ReLU(F(x) + shortcut(x)).
+
+    ``norm=None``: every BN an Identity, F(x) = conv3x3(ReLU(conv3x3(x, stride))).
+    """
 
     expansion = 1
 
-    def __init__(self, in_planes, planes, stride=1, shortcut="B"):
+    def __init__(self, in_planes, planes, stride=1, shortcut="B", norm="batch"):
         super().__init__()
         self.conv1 = conv3x3(in_planes, planes, stride)
-        self.bn1 = nn.BatchNorm2d(planes)
+        self.bn1 = norm_layer(norm, planes)
         self.relu = nn.ReLU()
         self.conv2 = conv3x3(planes, planes)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.downsample = make_shortcut(shortcut, in_planes, planes, stride)
+        self.bn2 = norm_layer(norm, planes)
+        self.downsample = make_shortcut(shortcut, in_planes, planes, stride, norm)
         self.residual = shortcut is not None
         self.stride = stride
 
@@ -90,22 +115,25 @@ class Bottleneck(nn.Module):
 
     ``stride_in_1x1=True`` puts the stride on the first 1x1 conv, as in the paper's original
     models; False (torchvision's "ResNet v1.5") puts it on the 3x3 conv, which costs more
-    mult-adds (4.09 vs 3.86 G for ResNet-50) and is a little more accurate.
+    mult-adds (4.09 vs 3.86 G for ResNet-50) and is a little more accurate. ``norm=None``: every
+    BN an Identity.
     """
 
     expansion = 4
 
-    def __init__(self, in_planes, planes, stride=1, shortcut="B", stride_in_1x1=False):
+    def __init__(self, in_planes, planes, stride=1, shortcut="B", stride_in_1x1=False,
+                 norm="batch"):
         super().__init__()
         s1, s3 = (stride, 1) if stride_in_1x1 else (1, stride)
         self.conv1 = conv1x1(in_planes, planes, s1)
-        self.bn1 = nn.BatchNorm2d(planes)
+        self.bn1 = norm_layer(norm, planes)
         self.conv2 = conv3x3(planes, planes, s3)
-        self.bn2 = nn.BatchNorm2d(planes)
+        self.bn2 = norm_layer(norm, planes)
         self.conv3 = conv1x1(planes, planes * self.expansion)
-        self.bn3 = nn.BatchNorm2d(planes * self.expansion)
+        self.bn3 = norm_layer(norm, planes * self.expansion)
         self.relu = nn.ReLU()
-        self.downsample = make_shortcut(shortcut, in_planes, planes * self.expansion, stride)
+        self.downsample = make_shortcut(shortcut, in_planes, planes * self.expansion, stride,
+                                        norm)
         self.residual = shortcut is not None
         self.stride = stride
 
@@ -143,7 +171,9 @@ class ResNet(nn.Module):
     block: BasicBlock or Bottleneck; layers: blocks per stage, e.g. [3, 4, 6, 3];
     stem: "imagenet" (7x7/2 conv + 3x3/2 max-pool, planes 64/128/256/512) or
     "cifar" (3x3 conv, planes 16/32/64); zero_init_residual: start the last BN of every
-    residual branch at weight 0, so each block starts as the identity.
+    residual branch at weight 0, so each block starts as the identity; norm: "batch" or None
+    (no normalisation, an Identity where each BN was). The SkipInit and Fixup nets, which the
+    builders' ``init`` option makes, are subclasses (``normfree.py``).
     """
 
     def __init__(
@@ -157,24 +187,32 @@ class ResNet(nn.Module):
         zero_init_residual=False,
         stride_in_1x1=False,
         widths=None,
+        norm="batch",
     ):
         super().__init__()
         if stem not in ("imagenet", "cifar"):
             raise ValueError(f"stem must be 'imagenet' or 'cifar', got {stem!r}")
         if shortcut not in SHORTCUTS:
             raise ValueError(f"shortcut must be one of {SHORTCUTS}, got {shortcut!r}")
+        if norm not in NORMS:
+            raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
+        if zero_init_residual and norm is None:
+            raise ValueError("zero_init_residual zeroes the last BN of each branch, and norm=None "
+                             "has none: use init='skipinit' or init='fixup'")
         widths = widths or ((64, 128, 256, 512) if stem == "imagenet" else (16, 32, 64))
         if len(layers) != len(widths):
             raise ValueError(f"layers {layers} and widths {widths} must have the same length")
         # Bottleneck units (expansion > 1, the original or a variant) take the stride position.
         self.block_kwargs = {"stride_in_1x1": stride_in_1x1} if block.expansion > 1 else {}
+        if issubclass(block, (BasicBlock, Bottleneck)):  # (pre-activation units take no norm)
+            self.block_kwargs["norm"] = norm
         self.shortcut = shortcut
         self.in_planes = widths[0]
         if stem == "imagenet":
             self.conv1 = nn.Conv2d(in_channels, widths[0], 7, stride=2, padding=3, bias=False)
         else:
             self.conv1 = conv3x3(in_channels, widths[0])
-        self.bn1 = nn.BatchNorm2d(widths[0])
+        self.bn1 = norm_layer(norm, widths[0])
         self.relu = nn.ReLU()
         if stem == "imagenet":
             self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
@@ -226,8 +264,20 @@ class ResNet(nn.Module):
 # -- ImageNet nets (Table 1): projection shortcuts where shapes change (option B) ------------------
 
 
+def build(block, layers, init="he", **kwargs):
+    """``ResNet(block, layers, **kwargs)``; with ``init="skipinit"`` or ``"fixup"`` the SkipInit or
+    Fixup net of ``normfree.py`` (a subclass) with the same arguments."""
+    if init not in INITS:
+        raise ValueError(f"init must be one of {INITS}, got {init!r}")
+    if init == "he":
+        return ResNet(block, layers, **kwargs)
+    from . import normfree  # imported here: normfree.py builds on the blocks of this file
+
+    return normfree.NETS[init](block, layers, **kwargs)
+
+
 def _imagenet(block, layers, shortcut, num_classes, kwargs):
-    return ResNet(
+    return build(
         block, layers, num_classes=num_classes, stem="imagenet", shortcut=shortcut, **kwargs
     )
 
@@ -282,7 +332,7 @@ def cifar_resnet(depth, num_classes=10, shortcut="A", **kw):
             f"CIFAR ResNet depth must be 6n + 2 (20, 32, 44, 56, 110, ...), got {depth}"
         )
     n = (depth - 2) // 6
-    return ResNet(
+    return build(
         BasicBlock, [n, n, n], num_classes=num_classes, stem="cifar", shortcut=shortcut, **kw
     )
 
