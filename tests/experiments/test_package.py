@@ -9,7 +9,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "minires" / "experiments"
 EXPERIMENTS = ("flow", "degradation", "responses", "lesion", "paths", "landscape", "identity",
-               "shatter")
+               "shatter", "signal", "normfree", "rank", "sharpness")
 FOUNDATIONS = ("nets", "surgery", "probes", "output")
 
 
