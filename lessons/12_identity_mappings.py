@@ -45,7 +45,7 @@ import numpy as np
 import minires as mr
 from minires import data, models, nn
 from minires.experiments import identity
-from lesson_setup import OUT, QUICK, plt, show  # quick mode and figures, see lesson_setup.py
+from lesson_setup import OUT, QUICK  # quick mode and figure folder, see lesson_setup.py
 
 
 def show_png(path):

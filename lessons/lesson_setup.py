@@ -18,7 +18,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 from minires.io import save_figure  # noqa: E402
 
 QUICK = os.environ.get("MINIRES_QUICK", "0") not in ("", "0")
-OUT = os.environ.get("MINIRES_LESSON_OUT") or os.path.join(os.path.dirname(os.path.abspath(__file__)), "out")
+HERE = os.path.dirname(os.path.abspath(__file__))
+OUT = os.environ.get("MINIRES_LESSON_OUT") or os.path.join(HERE, "out")
 os.makedirs(OUT, exist_ok=True)
 
 

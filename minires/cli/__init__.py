@@ -19,10 +19,8 @@ import sys
 import threading
 
 # In the order ``--help`` lists them.
-COMMANDS = ("summary", "train", "flow", "degradation", "responses", "lesion", "paths", "landscape", "identity",
-            "signal", "normfree",
-            "rank", "sharpness",
-            "shatter", "check")
+COMMANDS = ("summary", "train", "flow", "degradation", "responses", "lesion", "paths", "landscape",
+            "identity", "signal", "normfree", "rank", "sharpness", "shatter", "check")
 
 
 def build_parser():
