@@ -204,7 +204,8 @@ class ResNet(nn.Module):
             raise ValueError(f"layers {layers} and widths {widths} must have the same length")
         # Bottleneck units (expansion > 1, the original or a variant) take the stride position.
         self.block_kwargs = {"stride_in_1x1": stride_in_1x1} if block.expansion > 1 else {}
-        if issubclass(block, (BasicBlock, Bottleneck)):  # (pre-activation units take no norm)
+        if isinstance(block, type) and issubclass(block, (BasicBlock, Bottleneck)):
+            # (pre-activation units and factories of variant units take no norm)
             self.block_kwargs["norm"] = norm
         self.shortcut = shortcut
         self.in_planes = widths[0]
