@@ -44,12 +44,16 @@ def add_arguments(parser):
                         "(default: 0)")
     parser.add_argument("--eps", type=options.positive_float, default=sharpness.EPS,
                         help="step of the central difference H v ~ (g(w + eps v) - g(w - eps "
-                             f"v)) / (2 eps) (default {sharpness.EPS:g})")
+                             f"v)) / (2 eps) for the smooth tanh net (default {sharpness.EPS:g})")
+    parser.add_argument("--eps-trained", type=options.positive_float,
+                        default=sharpness.EPS_TRAINED,
+                        help="the same for the trained ReLU nets, whose kinks a tiny eps finds "
+                             f"(default {sharpness.EPS_TRAINED:g})")
     parser.add_argument("--max-iters", type=options.positive_int, default=None,
                         help="power iterations per measurement at most (default "
                              f"{sharpness.MAX_ITERS})")
     parser.add_argument("--tol", type=options.positive_float, default=sharpness.TOL,
-                        help="stop when the estimate changes by less than this fraction "
+                        help="stop power iteration when ||H v - theta v|| <= TOL |theta| "
                              f"(default {sharpness.TOL:g})")
     parser.add_argument("--quick", action="store_true",
                         help="seconds: 20 steps of a width-16 net, a depth-8 pair trained one "
@@ -87,7 +91,8 @@ def main(args):
         sharpness.run(args.out, parts=args.parts, lrs=s["lrs"], steps=s["steps"],
                       every=s["every"], width=s["width"], loss=args.loss, depths=s["depths"],
                       recipe=r, from_dir=args.from_dir, images=s["images"], seeds=s["seeds"],
-                      eps=args.eps, max_iters=s["max_iters"], tol=args.tol, limit=s["limit"],
+                      eps=args.eps, eps_trained=args.eps_trained, max_iters=s["max_iters"],
+                      tol=args.tol, limit=s["limit"],
                       device=args.device, command=command_line("sharpness"),
                       progress=args.progress)
     return 0

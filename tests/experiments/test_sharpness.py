@@ -146,6 +146,23 @@ def test_training_loss_is_the_size_weighted_mean_of_its_batches():
     np.testing.assert_allclose(loss.gradient(w)[0], whole.gradient(w)[0], rtol=1e-10)
 
 
+def test_trained_sharpness_checks_itself_with_loss_values():
+    """On a smooth loss the second difference of the loss along the vector found is v.H v up to
+    O(eps^2), and so is v.H v at 10 eps, eps and eps / 10 (the first a hundred times further
+    off)."""
+    loss, hessian = _softmax_regression()
+    batches = [(x.data, labels) for x, labels in loss.batches]
+    r = sharpness.trained_sharpness(loss.model, batches, max_iters=500, tol=1e-10)
+    exact = np.linalg.eigvalsh(hessian)[-1]
+    assert r["lambda_max"] == pytest.approx(exact, rel=1e-3)  # eps = 1e-2: an O(eps^2) bias
+    assert r["second_difference"] == pytest.approx(exact, rel=1e-3)
+    assert list(r["rayleigh_by_eps"]) == ["0.1", "0.01", "0.001"]
+    far, at, near = r["rayleigh_by_eps"].values()
+    assert near == pytest.approx(exact, rel=1e-3) and at == pytest.approx(exact, rel=1e-3)
+    assert 10 * abs(at - exact) < abs(far - exact) < 0.1 * exact
+    assert "vector" not in r
+
+
 # -- power iteration -------------------------------------------------------------------------------
 
 def _symmetric(eigenvalues, seed=0):
@@ -166,6 +183,34 @@ def test_power_iteration_on_matrices_of_known_spectrum():
                                      tol=1e-12)["value"] == pytest.approx(-7.0, rel=1e-8)
     top = sharpness.top_eigenvalue(lambda v: b @ v, np.ones(4), max_iters=300, tol=1e-12)
     assert top["value"] == pytest.approx(3.0, rel=1e-8) and top["shifted"]
+
+
+def test_a_big_shift_does_not_stop_power_iteration_early():
+    """lambda_max = 1 beside an eigenvalue -50: on A + 50 I every Rayleigh quotient is near 50
+    and changes little per step, so a tolerance on it would stop at once, far from 1 + 50. The
+    test is on A's eigenvalue; an estimate that is out of budget says so (converged False)."""
+    a = _symmetric([1.0, 0.5, -50.0], seed=2)
+    top = sharpness.top_eigenvalue(lambda v: a @ v, np.ones(3), max_iters=3000, tol=1e-6)
+    assert top["shifted"] and top["converged"] and top["residual"] <= 1e-6
+    assert top["value"] == pytest.approx(1.0, abs=1e-9)
+    assert max(h for h in top["history"] if h > -40) <= 1.0 + 1e-9  # from below
+    short = sharpness.top_eigenvalue(lambda v: a @ v, np.ones(3), max_iters=30, tol=1e-6)
+    assert not short["converged"] and short["value"] <= 1.0 + 1e-9
+
+
+def test_power_iteration_stops_on_the_residual_not_on_a_small_change():
+    """Eigenvalues 1, 0.9 and 0.1, and a start mostly along the 0.9 eigenvector: theta creeps up
+    by about 1e-4 per step at first, so "stop when theta changes by < 1e-3" would stop at
+    once near 0.9, a tenth low. The residual ||A v - theta v|| is still about 0.005 |theta|
+    there: with tol 1e-3 power iteration goes on to the top eigenvalue."""
+    a = _symmetric([1.0, 0.9, 0.1], seed=3)
+    q = np.linalg.eigh(a)[1]  # columns: eigenvectors of 0.1, 0.9, 1
+    v0 = 0.05 * q[:, 2] + q[:, 1] + 0.01 * q[:, 0]
+    r = sharpness.power_iteration(lambda v: a @ v, v0, max_iters=200, tol=1e-3)
+    assert abs(r["history"][1] - r["history"][0]) < 2e-4 * r["history"][1]
+    assert r["history"][0] == pytest.approx(0.9, abs=5e-3)
+    assert r["converged"] and r["iterations"] > 10
+    assert r["value"] == pytest.approx(1.0, abs=1e-3)
 
 
 # -- gradient descent and the edge -----------------------------------------------------------------
