@@ -9,7 +9,7 @@ HELP = ("the largest Hessian eigenvalue of the training loss: trained plain nets
         "along full-batch gradient descent, where it rises to 2/lr (Cohen et al. 2021)")
 DEFAULTS = {"lrs": list(sharpness.LRS), "steps": sharpness.STEPS, "every": sharpness.EVERY,
             "width": sharpness.WIDTH, "depths": list(sharpness.DEPTHS), "epochs": None,
-            "images": sharpness.IMAGES, "seeds": [0], "max_iters": sharpness.MAX_ITERS,
+            "images": sharpness.IMAGES, "seeds": [0], "max_iters": None,
             "limit": None}
 QUICK = {"lrs": [0.5], "steps": 20, "every": 10, "width": 16, "depths": [8], "epochs": 1,
          "images": 32, "max_iters": 4, "limit": 128}
@@ -50,8 +50,9 @@ def add_arguments(parser):
                         help="the same for the trained ReLU nets, whose kinks a tiny eps finds "
                              f"(default {sharpness.EPS_TRAINED:g})")
     parser.add_argument("--max-iters", type=options.positive_int, default=None,
-                        help="power iterations per measurement at most (default "
-                             f"{sharpness.MAX_ITERS})")
+                        help="Hessian-vector products per measurement at most (default "
+                             f"{sharpness.EDGE_MAX_ITERS} along gradient descent, "
+                             f"{sharpness.MAX_ITERS} for a trained net)")
     parser.add_argument("--tol", type=options.positive_float, default=sharpness.TOL,
                         help="stop power iteration when ||H v - theta v|| <= TOL |theta| "
                              f"(default {sharpness.TOL:g})")

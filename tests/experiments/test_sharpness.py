@@ -302,3 +302,20 @@ def test_sharpness_command_quick_and_bad_options(tmp_path, capsys):
     with pytest.raises(SystemExit, match="--from"):
         main(["sharpness", "--parts", "trained", "--from", str(tmp_path / "none"), "--out",
               str(tmp_path)])
+
+
+def test_the_flatter_claim_needs_converged_positive_estimates():
+    """An unconverged Rayleigh quotient is only a lower bound on lambda_max, so a ResNet's
+    smaller estimate shows nothing unless every estimate converged (and is positive)."""
+    def net(value, converged=True):
+        return {"lambda_max": value, "converged": converged}
+
+    good = {"plain20": {"0": net(4.0), "1": net(5.0)}, "resnet20": {"0": net(1.0), "1": net(2.0)}}
+    assert sharpness.check_claims({}, good)["resnet_flatter"]["holds"]
+    steeper = {**good, "resnet20": {"0": net(1.0), "1": net(6.0)}}
+    assert not sharpness.check_claims({}, steeper)["resnet_flatter"]["holds"]
+    for bad in (net(1.0, converged=False), net(-1.0)):
+        unsure = {**good, "resnet20": {"0": bad, "1": net(2.0)}}
+        claim = sharpness.check_claims({}, unsure)["resnet_flatter"]
+        assert not claim["holds"] and claim["detail"].startswith("not shown: 1 estimate")
+        assert "ResNet-20 seed 0" in claim["detail"]
