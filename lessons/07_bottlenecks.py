@@ -29,8 +29,8 @@
 #
 # `models.summary` runs the model on an *empty* batch: every layer reports its output shape, but no
 # arithmetic is done. Building the big nets (drawing their random weights) is the slow part.
-# Run time: about 10 seconds on 2 CPU cores; `MINIRES_QUICK=1` builds only ResNet-18 and ResNet-50
-# (a few seconds). Open as a notebook with `jupytext --to notebook lessons/07_bottlenecks.py`, run
+# Run time (full run: 4 s, quick: 2 s), on 2 CPU cores; `MINIRES_QUICK=1` builds only ResNet-18 and
+# ResNet-50. Open as a notebook with `jupytext --to notebook lessons/07_bottlenecks.py`, run
 # cell by cell in VS Code, or run `python lessons/07_bottlenecks.py`.
 
 # %%

@@ -33,8 +33,19 @@
 # every cell runs on the CPU, prints a note saying what would have run on the GPU, and compares
 # float32 with float64 on the CPU instead. With a GPU: `pip install -e '.[gpu]'` (CuPy for CUDA 12; `.[gpu-cuda13]` for CUDA 13).
 #
-# Run time: under a minute on 2 CPU cores (seconds with a GPU); `MINIRES_QUICK=1` uses a
-# smaller net and batch (a few seconds). Open as a notebook with
+# **What has been tested, and what has not.** minires's GPU path has not yet run on a real GPU. Its
+# tests run it on a CPU, on a strict stand-in for CuPy (`tests/fake_cupy`): arrays that wrap NumPy
+# arrays but refuse, with CuPy's own errors, what CuPy refuses (a NumPy array mixed into a GPU op,
+# an implicit copy back to the host, a function CuPy 13 or 14 lacks). With it, every op takes its
+# GPU branch, and two SGD steps give the CPU's numbers (`tests/engine/test_gpu_dry_run.py`). That
+# shows the code path is complete and keeps data on the device. It cannot show speed, memory use,
+# the compilation of CuPy's kernels, cuBLAS's float32 rounding, or errors that only asynchrony
+# brings out; `benchmarks/gpu_check.sh` measures those on a machine with a GPU. On a GPU, section 3
+# of this lesson compares one SGD step on the device with the same step on the CPU: the check
+# the stand-in cannot make.
+#
+# Run time (full run: 7 s, quick: 1 s), on a CPU; `MINIRES_QUICK=1` uses a smaller net and batch.
+# Open as a notebook with
 # `jupytext --to notebook lessons/08_gpu.py`, run cell by cell in VS Code, or run
 # `python lessons/08_gpu.py`.
 

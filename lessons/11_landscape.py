@@ -28,13 +28,13 @@
 #    same levels and in numbers (basin size, curvature signs);
 # 4. say what the miniature shows and what it cannot.
 #
-# Run time: the full run trains ResNet-20/56 and plain-20/56 (30 epochs on the digits, lesson 6's
-# recipe) and evaluates an 11 x 11 grid and two 1-D slices per net on 128 training images: over
-# ten minutes on 2 CPU cores, most of it training. Set `NETS_FROM` below to the `--out` folder of a
-# `python -m minires degradation` or `lesion` run to reuse its nets and skip the training.
-# `MINIRES_QUICK=1` uses 8- and 14-layer nets trained for one epoch on 128 images and a 5 x 5
-# grid, in seconds (its numbers are noise). `python -m minires landscape` runs the experiment with
-# a 21 x 21 grid.
+# Run time (full run: 6.6 min, quick: 5 s), on 2 CPU cores: the full run trains ResNet-20/56 and
+# plain-20/56 (30 epochs on the digits, lesson 6's recipe) and evaluates an 11 x 11 grid and two
+# 1-D slices per net on 128 training images, most of the time training. Set `NETS_FROM` below to
+# the `--out` folder of a `python -m minires degradation` or `lesion` run to reuse its nets and
+# skip the training. `MINIRES_QUICK=1` uses 8- and 14-layer nets trained for one epoch on 128
+# images and a 5 x 5 grid (its numbers are noise). `python -m minires landscape` runs the
+# experiment with a 21 x 21 grid.
 
 # %%
 import os
@@ -45,9 +45,17 @@ import minires as mr
 from minires import data, models
 from minires.experiments import landscape, nets
 from minires import functional as F
-from lesson_setup import QUICK, OUT  # quick mode and the figure folder, see lesson_setup.py
+from lesson_setup import QUICK, OUT, show  # quick mode and figures, see lesson_setup.py
 
-NETS_FROM = None  # e.g. "runs/lesion": reuse the trained <net>-seed0.npz there instead of training
+import lesson_setup  # noqa: E402  (only for where this folder is)
+
+# The repository root, found from this folder, so that a path means the same from a notebook
+# (which runs in lessons/) and from `python lessons/11_landscape.py` (run from anywhere).
+REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(lesson_setup.__file__)))
+# To reuse trained nets instead of training: the --out folder of a degradation or lesion run,
+# e.g. os.path.join(REPOSITORY, "runs", "lesion") after `python -m minires lesion` run in the
+# repository root.
+NETS_FROM = None
 
 # %% [markdown]
 # ## 1. Why a random direction needs rescaling
@@ -146,9 +154,8 @@ for name, model in trained_nets.items():
     bends = np.mean([landscape.concave_share_1d(c, region=landscape.REGION) for c in curves[name]])
     print(f"{name:>9}: loss at a = 0 {curves[name][0][len(coords_1d) // 2]:.3f}, "
           f"near its minimum bends down at {bends:.0%} of the points")
-path = landscape.plot_curves(curves, coords_1d, os.path.join(OUT, "11_landscape_1d.png"),
-                             title="1-D slices of the training loss")
-print(f"figure saved to {path}")
+show(landscape.plot_curves(curves, coords_1d, os.path.join(OUT, "11_landscape_1d.png"),
+                           title="1-D slices of the training loss"))
 
 # %% [markdown]
 # ## 4. 2-D contours, on the same levels
@@ -171,9 +178,8 @@ for name, model in trained_nets.items():
     results[name] = {"training": {},
                      "measures": landscape.summarise(grids[name], coords, curves[name])}
 print(landscape.table(results))
-path = landscape.plot_contours(grids, coords, os.path.join(OUT, "11_landscape.png"),
-                               title="Training loss around the trained weights")
-print(f"figure saved to {path}")
+show(landscape.plot_contours(grids, coords, os.path.join(OUT, "11_landscape.png"),
+                             title="Training loss around the trained weights"))
 if QUICK:
     print("(quick mode: nets trained for one epoch on 128 images and a 5 x 5 grid, "
           "so this is noise)")
@@ -183,11 +189,12 @@ if QUICK:
 #
 # Read the table with Li et al.'s claim in mind: at the deeper depth, is the plain net's basin
 # narrower and are clearly negative curvatures near its minimum more common than the ResNet's,
-# while at the shallower depth the two are alike? In the README's run of `python -m minires
-# landscape` (21 x 21, 128 images) the basins are: the 20-layer pair are both bowls, and
-# plain-56's contours are ragged around a basin of under 1% of the grid while ResNet-56 stays a
-# bowl. The curvature count is not: none of the few points near plain-56's minimum curves clearly
-# down, and earlier runs of the same command disagreed on it, so read it as the most fragile of
+# while at the shallower depth the two are alike? In the reference run of `python -m minires
+# landscape` (21 x 21, 128 images; `results/landscape.md`) the basins are: the 20-layer pair are
+# both bowls, and plain-56's contours are ragged around a basin of under 1% of the grid while
+# ResNet-56 stays a bowl. The curvature count is not: none of the few points near plain-56's
+# minimum curves clearly down. It sees only the plotted plane, with finite differences on a
+# coarse grid and few points near a degraded net's minimum, so read it as the most fragile of
 # the measures. And plain-56 had not trained there, which the next paragraph explains.
 #
 # Keep in mind how much smaller this is than the paper's setting. Li et al. trained on CIFAR-10

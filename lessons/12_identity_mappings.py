@@ -30,38 +30,28 @@
 # 4. train the variants with one recipe, as `python -m minires identity` does, and judge which of
 #    the paper's findings a small run on the digits shows.
 #
-# Run time: about 40 seconds of computation (39 s of CPU time measured; minutes on a busy machine),
-# most of it in the training of section 5; `MINIRES_QUICK=1` shrinks everything to seconds (its
-# numbers are then only a smoke test). Open as
+# Run time (full run: 11 s, quick: 1 s) on 2 CPU cores, most of it in the training of
+# section 5; `MINIRES_QUICK=1` shrinks everything (its numbers are then only a smoke test). Open as
 # a notebook with `jupytext --to notebook lessons/12_identity_mappings.py`, run cell by cell in VS
 # Code, or run `python lessons/12_identity_mappings.py`.
 
 # %%
 import os
-import sys
 
 import numpy as np
 
 import minires as mr
 from minires import data, models, nn
 from minires.experiments import identity
-from lesson_setup import OUT, QUICK  # quick mode and figure folder, see lesson_setup.py
-
-
-def show_png(path):
-    """Display a PNG that a minires plotting function wrote (in a notebook); print where it is."""
-    print(f"figure saved to {path}")
-    if "ipykernel" in sys.modules:
-        from IPython.display import Image, display
-        display(Image(filename=path))
+from lesson_setup import OUT, QUICK, show  # quick mode and figures, see lesson_setup.py
 
 
 def n_params(module):
     return sum(p.size for p in module.parameters())
 
 
+mr.manual_seed(0)  # minires's own generator, used for weight initialisation
 rng = np.random.default_rng(0)
-mr.manual_seed(0)
 
 # %% [markdown]
 # ## 1. What the addition should be followed by: nothing
@@ -178,7 +168,8 @@ for name, paper in (("preact_resnet110", "1.7M"), ("preact_resnet164", "1.7M"), 
 # `identity.run` trains a CIFAR-layout net of each variant on the digits with one recipe,
 # `identity.RECIPE` (SGD, momentum 0.9, weight decay 1e-4, lr 0.1 / 10 at 50% and 75% of the
 # epochs, one-pixel shifts), the same seed for every variant. Here four variants, small and short;
-# the full table (all eleven, deeper, longer) is `python -m minires identity`, in the README.
+# the full table (all eleven, deeper, longer) is `python -m minires identity`, in
+# `results/identity.md`.
 
 # %%
 train_set, test_set = data.load_digits()
@@ -188,14 +179,14 @@ settings = (dict(depth=8, widths=(2, 4, 8), limit=64,
 doc = identity.run(os.path.join(OUT, "12_identity"),
                    variants=("original", "scaling", "relu_before_addition", "full_preact"),
                    train_set=train_set, test_set=test_set, progress=False, **settings)
-show_png(os.path.join(OUT, "12_identity", "identity_loss.png"))
+show(os.path.join(OUT, "12_identity", "identity_loss.png"))
 
 # %% [markdown]
 # Compare the final training losses before the test errors: the paper's argument is about
 # optimisation. A 20-layer net is shallow for these questions (constant scaling multiplies the
 # shortcut signal by 0.5^7 over its 7 identity shortcuts, by 0.5^52 in ResNet-110), and four epochs are few; the
-# README's table uses deeper nets and more epochs, and says which of the paper's orderings they
-# reproduce.
+# table of `results/identity.md` uses deeper nets and more epochs, and says which of the paper's
+# orderings they reproduce.
 #
 # ## Summary
 #

@@ -31,9 +31,8 @@
 # 4. watch the correlation of a feedforward net's gradient fall with depth and a ResNet's hold,
 #    and fit the decay, as `python -m minires shatter` does.
 #
-# Run time: about 20 seconds of computation (16 s of CPU time measured; longer on a busy machine),
-# most of it in the depth sweep at the end; `MINIRES_QUICK=1` shrinks the nets and runs in seconds
-# (its numbers are then only a smoke test).
+# Run time (full run: 4 s, quick: 2 s) on 2 CPU cores, most of it in the depth sweep at the
+# end; `MINIRES_QUICK=1` shrinks the nets (its numbers are then only a smoke test).
 # Open as a notebook with `jupytext --to notebook lessons/13_shattered_gradients.py`, run cell by
 # cell in VS Code, or run `python lessons/13_shattered_gradients.py`.
 
@@ -161,22 +160,28 @@ show(fig, "13_autocorrelation.png")
 # log r(1) against depth with a straight line (an exponential, r(1) = A exp(-L / tau)) and against
 # log depth (a power law, r(1) = A L^-beta). The paper's theory says the feedforward correlation
 # falls exponentially and a BN ResNet's like a power law. The full experiment, depths 1..50 at
-# width 200 over 3 seeds, is `python -m minires shatter` (its figures and numbers are in the
-# README); here a coarser sweep.
+# width 200 over 3 seeds, is `python -m minires shatter` (its figures and numbers are in
+# `results/shatter.md`); here a coarser sweep.
 
 # %%
 depths = [1, 2, 4, 8] if QUICK else [1, 2, 4, 8, 16, 32]
 seeds = [0] if QUICK else [0, 1, 2]
 res = shatter.measure(variants=shatter.VARIANTS, depths=depths, seeds=seeds, width=WIDTH, progress=False)
+floor = 2 / np.sqrt(len(x))  # below it, r(1) is as small as white noise's own r(1) (noise)
 fig, ax = plt.subplots(figsize=(7, 4))
 for c, (variant, r) in enumerate(res.items()):
     mean = r["r1"].mean(axis=1)
-    ax.plot(depths, mean, "o-", color=f"C{c}", label=shatter.LABELS[variant])
-    fit = shatter.fit_decay(depths, mean, floor=2 / np.sqrt(len(x)))
+    # A log axis cannot show r(1) <= 0: draw such points, and any below the floor, on the floor.
+    ax.plot(depths, np.maximum(mean, floor), "o-", color=f"C{c}", label=shatter.LABELS[variant])
+    low = mean <= floor
+    ax.plot(np.array(depths)[low], np.full(low.sum(), floor), "o", color=f"C{c}", mfc="white")
+    fit = shatter.fit_decay(depths, mean, floor=floor)
     if fit:
         print(f"{shatter.LABELS[variant]:>30}: r(1) = {' '.join(f'{v:.2f}' for v in mean)};  "
               f"exponential tau = {fit['exponential']['tau']:.3g} layers (rms {fit['exponential']['rms_log']:.3f}), "
               f"power beta = {fit['power']['beta']:.3f} (rms {fit['power']['rms_log']:.3f})")
+ax.axhline(floor, color="grey", lw=0.8, ls="--",
+           label=f"noise floor 2/sqrt({len(x)}); hollow: r(1) at or below it, drawn on it")
 ax.set_xscale("log", base=2)
 ax.set_yscale("log")
 ax.set_xlabel("depth L")

@@ -182,9 +182,51 @@ def shatter():
     return rows(header, ["---"] + ["---:"] * len(SHATTER_DEPTHS) + ["---"], lines)
 
 
+def sharpness_edge():
+    """Per lr: lambda_max at step 0 and its peak, the first step at REACH x 2/lr, the median of
+    lambda_max / (2/lr) from there on, and the share of those steps at which the loss rose; one
+    cell per seed, "a / b / c"."""
+    edge = load("sharpness/edge/sharpness.json")["edge"]
+
+    def cells(runs, key, fmt):
+        return " / ".join("-" if r[key] is None else fmt(r[key]) for r in runs)
+
+    lines = [[lr, f"{2 / float(lr):.0f}", cells(runs, "lambda_0", "{:.1f}".format),
+              cells(runs, "lambda_peak", "{:.1f}".format), cells(runs, "reached_step", str),
+              cells(runs, "median_ratio", "{:.2f}".format),
+              cells(runs, "share_in_band", lambda v: pct(v, 0)),
+              cells(runs, "loss_rises_before", lambda v: pct(v, 0)),
+              cells(runs, "loss_rises", lambda v: pct(v, 0)),
+              cells(runs, "final_loss", "{:.4f}".format)]
+             for lr, runs in edge.items()]
+    header = ["lr", "2/lr", "lambda_max at step 0", "peak", "first step at 0.9 x 2/lr",
+              "median lambda_max / (2/lr) after", "share within 2/lr +- 20%",
+              "steps the loss rose: before", "after", "final loss"]
+    return rows(header, ["---:"] * len(header), lines)
+
+
+def sharpness_trained():
+    """Per trained net: lambda_max, the loss's second difference along its vector, the products
+    power iteration took and whether it converged; one cell per seed."""
+    trained = load("sharpness/trained/sharpness.json")["trained"]
+
+    def cells(by_seed, fmt):
+        return " / ".join(fmt(r) for r in by_seed.values())
+
+    lines = [[pretty(name), cells(s, lambda r: f"{r['lambda_max']:.2f}"),
+              cells(s, lambda r: f"{r['second_difference']:.2f}"),
+              cells(s, lambda r: str(r["iterations"])),
+              cells(s, lambda r: "yes" if r["converged"] else "no")]
+             for name, s in trained.items()]
+    header = ["net", "lambda_max", "second difference of the loss along v",
+              "Hessian-vector products", "converged"]
+    return rows(header, ["---", "---:", "---:", "---:", "---:"], lines)
+
+
 TABLES = {"train": train, "flow": flow, "degradation": degradation, "responses": responses,
           "lesion": lesion, "lesion-blocks": lesion_blocks, "paths": paths,
-          "landscape": landscape, "identity": identity, "shatter": shatter}
+          "landscape": landscape, "identity": identity, "shatter": shatter,
+          "sharpness-edge": sharpness_edge, "sharpness-trained": sharpness_trained}
 
 
 def pages():

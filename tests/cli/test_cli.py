@@ -1,6 +1,6 @@
 """Every command behaves alike at its edges, run as a learner runs it (a subprocess): a closed pipe
 ends quietly, ``--device gpu`` without a GPU is one line; and what a learner reads (``--help``, the
-README, the lessons, lessons/figures/*.md) speaks of the project only."""
+README, the lessons, the results pages, the book) speaks of the project only."""
 import os
 import re
 import subprocess
@@ -63,7 +63,7 @@ BUILD_TALK = re.compile(r"\bissues?\s*#?\d+|\bthe issue's|\b(in|by|from) the iss
 def learner_texts():
     files = [ROOT / "README.md", *sorted((ROOT / "lessons").glob("*.py")),
              *sorted((ROOT / "lessons").glob("*.md")),
-             *sorted((ROOT / "lessons" / "figures").glob("*.md"))]
+             *sorted((ROOT / "results").glob("*.md")), ROOT / "book" / "index.md"]
     texts = {str(f.relative_to(ROOT)): f.read_text(encoding="utf-8") for f in files}
     parser = build_parser()
     texts["python -m minires --help"] = parser.format_help()
