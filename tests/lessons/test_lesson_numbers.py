@@ -175,6 +175,8 @@ def test_lesson_14_gives_the_errors_of_its_run():
     assert top1["centre crop"] < own["chance_top1"] - 0.25, "'well above chance' needs a margin"
     assert top1["10 crops"] >= top1["centre crop"], "the lesson says 10 crops are no better"
     assert top1["multi-scale"] == max(top1.values()), "the lesson says multi-scale is the worst"
+    assert "the plateau schedule never fired" in re.sub(r"\s*\n#\s*", " ", path.read_text())
+    assert len(set(own["lr"])) == 1, "the lesson says the lr stayed at its first value"
 
 
 def test_lesson_15_gives_the_errors_of_its_run_and_of_the_reference():
