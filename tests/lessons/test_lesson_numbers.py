@@ -221,8 +221,8 @@ def test_lesson_16_gives_the_numbers_of_its_run():
     assert last["resnet_nobn"] < last["plain_nobn"] < last["resnet_nobn_small"] < last["resnet"]
     edge, lr = own["edge"], own["lr"]
     expect(path, r"at lr (\d\.\d) gradient descent started from lambda_max = (\d+\.\d), came "
-                 r"within 10% of 2/lr = (\d+) at step (\d+), overshot to (\d+\.\d) and then hovered at a median "
-                 r"of (\d\.\d+) x 2/lr, the loss rising at (\d+)% of the steps",
+                 r"within 10% of 2/lr = (\d+) at step (\d+), overshot to (\d+\.\d) and then "
+                 r"hovered at a median of (\d\.\d+) x 2/lr, the loss rising at (\d+)% of the steps",
            [lr, edge["lambda_0"], 2 / lr, edge["reached_step"], edge["lambda_peak"],
             edge["median_ratio"], edge["loss_rises"]],
            ["f1", "f1", "f0", "int", "f1", "f2", "pct0"])
