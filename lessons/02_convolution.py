@@ -36,13 +36,12 @@
 import contextlib
 import inspect
 import io
-import time
 
 import numpy as np
 
 import minires as mr
 from minires import functional as F
-from lesson_setup import QUICK, plt, show  # quick mode and figures, see lesson_setup.py
+from lesson_setup import QUICK, median_time, plt, show  # quick mode, figures, timing: lesson_setup.py
 
 
 rng = np.random.default_rng(0)
@@ -226,15 +225,6 @@ print("gradcheck conv2d 3x3/2, padding 1:", mr.gradcheck(lambda x, w: F.conv2d(x
 # `OPENBLAS_NUM_THREADS=1` (or your BLAS's equivalent) to see the arithmetic's real cost.
 
 # %%
-def median_time(fn, repeats):
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
-
-
 shapes = [(2, 4, 8, 4), (2, 8, 16, 8)] if QUICK else [(2, 4, 8, 4), (4, 8, 16, 8), (8, 16, 16, 16)]
 timings = {"loops": [], "im2col + GEMM": [], "F.conv2d": []}
 for N, C, H, C_out in shapes:

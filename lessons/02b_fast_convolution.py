@@ -37,7 +37,6 @@
 # %%
 import contextlib
 import io
-import time
 
 import numpy as np
 
@@ -45,7 +44,7 @@ import minires as mr
 from minires import fast
 from minires import functional as F
 from minires.fast import chunked_conv, shifted_gemm
-from lesson_setup import QUICK, plt, show  # quick mode and figures, see lesson_setup.py
+from lesson_setup import QUICK, median_time, plt, show  # quick mode, figures, timing: lesson_setup.py
 
 
 rng = np.random.default_rng(0)
@@ -397,15 +396,6 @@ WAYS = {"columns": dict(shifted_gemm_max_channels=0),
 LAYERS = ([(4, 16, 16), (4, 64, 8)] if QUICK else        # (batch, channels, size)
           [(32, 16, 32), (32, 64, 16), (32, 128, 16), (32, 256, 8), (16, 512, 7)])
 REPEATS = 3 if QUICK else 5
-
-
-def median_time(fn, repeats):
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
 
 
 def branch_name(xb, wb):

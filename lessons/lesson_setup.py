@@ -1,4 +1,5 @@
-"""What every lesson shares: quick mode, where figures go, and ``show`` to save and display one.
+"""What every lesson shares: quick mode, where figures go, ``show`` to save and display a figure,
+and ``median_time`` for the lessons that time code.
 
     from lesson_setup import QUICK, plt, show
 
@@ -17,8 +18,10 @@ so what you see is exactly the file on disk; run as a script, it prints where th
 """
 import os
 import sys
+import time
 
 import matplotlib
+import numpy as np
 
 if "ipykernel" not in sys.modules and "MPLBACKEND" not in os.environ:
     matplotlib.use("Agg")  # a plain `python` run: figures go to files, no window opens
@@ -62,3 +65,14 @@ def show(figure, name=None):
     else:
         print(f"figure saved to {path}")
     # returns None: as a cell's last line, a returned path would print under the figure
+
+
+def median_time(fn, repeats):
+    """The median wall-clock time of ``repeats`` calls of ``fn()``, in seconds: the median, since
+    on a shared machine a few calls are slowed by other work."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
