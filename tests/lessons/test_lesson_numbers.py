@@ -2,15 +2,16 @@
 
 Run times: every "(full run: 8 s, quick: 2 s)" in a lesson or in lessons/README.md is the time
 `python lessons/time_lessons.py` measured and wrote to lessons/timings.json, to the precision it is
-quoted in; every lesson quotes its own. Results: the numbers lessons 06, 10, 14 and 16 quote
+quoted in; every lesson quotes its own. Results: the numbers lessons 06, 10, 14, 15 and 16 quote
 about their full runs are the ones in the JSON those runs wrote: the reference runs of
-`python -m minires responses`, `paths`, `rank` and `sharpness` (results/), and the lessons' own
+`python -m minires responses`, `paths`, `normfree` and `signal` (results/), and the lessons' own
 full runs, kept in timings.json by the timing script. Edit a quoted number by hand and a test
 here names it.
 """
 
 import json
 import re
+import statistics
 from pathlib import Path
 
 import pytest
@@ -116,7 +117,7 @@ def expect(path, pattern, values, formats):
     writers = {"pct0": lambda v: f"{100 * v:.0f}", "pct1": lambda v: f"{100 * v:.1f}",
                "pct2": lambda v: f"{100 * v:.2f}", "f0": lambda v: f"{v:.0f}",
                "f1": lambda v: f"{v:.1f}", "f2": lambda v: f"{v:.2f}", "f3": lambda v: f"{v:.3f}",
-               "int": lambda v: f"{int(v)}"}
+               "int": lambda v: f"{int(v)}", "e0": lambda v: f"{v:.0e}".replace("e+", "e")}
     want = [writers[f](v) for v, f in zip(values, formats)]
     for m in matches:
         assert list(m.groups()) == want, (
@@ -232,3 +233,22 @@ def test_lesson_16_gives_the_numbers_of_its_run():
     assert trained["resnet8"]["lambda_max"] < trained["plain8"]["lambda_max"]
     assert not any(t["converged"] for t in trained.values()), (
         "the lesson says neither power iteration converged")
+
+
+def test_lesson_15_gives_the_signal_propagation_of_the_reference():
+    path = LESSONS_DIR / "15_signal_propagation.py"
+    sig = reference("signal", "signal.json")
+    fit, at110 = sig["depth_fit"]["batch_norm"], sig["summary"]["110"]
+    expect(path, r"batch norm's stream grows like depth\^(\d\.\d\d) and its branches' share like "
+                 r"depth\^-(\d\.\d\d)", [fit["variance_power"], -fit["share_power"]], ["f2", "f2"])
+    growth = [sig["summary"][d]["no_norm"]["growth_per_block"] for d in ("32", "56", "110")]
+    expect(path, r"stream grows by (\d\.\d) per block, to (\de\d+) after the last block of "
+                 r"ResNet-110", [statistics.mean(growth), at110["no_norm"]["final_variance"]],
+           ["f1", "e0"])
+    assert max(growth) - min(growth) < 0.1, growth
+    per_block = at110["batch_norm"]["variance_per_block"]
+    expect(path, r"about (\d\.\d) of variance per block", [statistics.mean(per_block)], ["f1"])
+    assert round(min(per_block), 1) == round(max(per_block), 1), per_block
+    moment = at110["batch_norm"]["moment_per_block"]
+    expect(path, r"second moment grows by (\d\.\d) to (\d\.\d) per block",
+           [min(moment), max(moment)], ["f1", "f1"])
