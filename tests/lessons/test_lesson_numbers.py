@@ -252,3 +252,13 @@ def test_lesson_15_gives_the_signal_propagation_of_the_reference():
     moment = at110["batch_norm"]["moment_per_block"]
     expect(path, r"second moment grows by (\d\.\d) to (\d\.\d) per block",
            [min(moment), max(moment)], ["f1", "f1"])
+
+
+def test_lesson_11_describes_the_reference_landscape():
+    text = re.sub(r"[ \t]*\n#[ \t]*", " ", (LESSONS_DIR / "11_landscape.py").read_text())
+    nets = reference("landscape", "landscape.json")["nets"]
+    measures = {net: r["measures"] for net, r in nets.items()}
+    assert "plain-56's contours are ragged around a basin of under 1% of the grid" in text
+    assert measures["plain56"]["basin_share"] < 0.01
+    assert "ResNet-56 stays a bowl" in text
+    assert measures["resnet56"]["basin_share"] > 5 * measures["plain56"]["basin_share"]
