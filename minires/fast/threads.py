@@ -222,6 +222,28 @@ def map_chunks(n, size, body, like=None):
         try:
             work()  # the calling thread takes chunks too
         finally:
-            for f in helpers:
-                f.result()  # waits for every helper, and re-raises the first error
+            _wait_for(helpers)
     return results
+
+
+def _wait_for(helpers):
+    """Wait until every helper is done, then re-raise the first error one of them raised.
+
+    A Ctrl-C (or SIGTERM, raised as one) that reaches the calling thread meanwhile is held until
+    then: the helpers finish their chunks in a moment, and one left running would still be inside
+    BLAS when ``one_blas_thread`` gives BLAS its threads back, which can hang OpenBLAS."""
+    interrupt = error = None
+    for f in helpers:
+        while True:
+            try:
+                f.result()
+            except KeyboardInterrupt as e:  # raised in this thread, by a signal: keep waiting
+                interrupt = interrupt or e
+                continue
+            except Exception as e:  # the helper's own error
+                error = error or e
+            break
+    if interrupt is not None:
+        raise interrupt
+    if error is not None:
+        raise error

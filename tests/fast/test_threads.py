@@ -67,6 +67,38 @@ def test_map_chunks_re_raises_a_worker_error(threads):
         fast_threads.map_chunks(20, 4, body)
 
 
+@pytest.mark.skipif(not hasattr(signal, "pthread_kill"), reason="needs signal.pthread_kill")
+def test_ctrl_c_while_the_caller_waits_lets_every_helper_finish_first(threads):
+    """A Ctrl-C that reaches the calling thread while it waits for a helper must not leave the
+    helper running: map_chunks would then restore BLAS's thread count under a BLAS call, and the
+    process could hang on its way out. The interrupt is raised once every helper is done."""
+    threads(2)
+    started, done = threading.Event(), []
+    main = threading.main_thread()
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    def body(lo, hi):
+        if threading.current_thread() is main:
+            started.wait(5)  # let the helper take the other chunk first
+            return lo
+        started.set()
+        time.sleep(0.2)  # the caller is now waiting for this helper
+        signal.pthread_kill(main.ident, signal.SIGUSR1)  # a Ctrl-C, delivered to the caller
+        time.sleep(0.5)
+        done.append(lo)
+        return lo
+
+    before = signal.signal(signal.SIGUSR1, interrupt)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            fast_threads.map_chunks(2, 1, body)
+    finally:
+        signal.signal(signal.SIGUSR1, before)
+    assert done, "map_chunks let the interrupt through while a helper was still at work"
+
+
 def test_blas_is_held_to_one_thread_inside_and_restored_after(threads, controllable_blas):
     blas = controllable_blas
     threads(2)
