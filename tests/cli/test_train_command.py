@@ -21,7 +21,11 @@ from minires.cli import main
 # FAIL_SAVEZ_AFTER=K makes every np.savez after the K-th write half a file and fail as a full disk
 # does.
 RUNNER = r"""
-import errno, os, sys
+import errno, os, signal, sys
+# Ctrl-C raises KeyboardInterrupt, as in a terminal, even if this test runs where SIGINT is
+# ignored (a background job of a script: its children start with SIGINT ignored, and Python then
+# leaves it ignored)
+signal.signal(signal.SIGINT, signal.default_int_handler)
 import numpy as np
 from minires import data
 n_train = int(sys.argv[1])
