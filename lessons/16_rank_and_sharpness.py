@@ -336,9 +336,9 @@ with open(os.path.join(OUT, "16_rank_and_sharpness.json"), "w") as f:  # the num
 #   quadratic: SGD with small batches did not sharpen these nets to any edge. But neither power
 #   iteration converged within its 20 products, so both numbers are only lower bounds, and a
 #   lower bound for the ResNet cannot show that it is flatter. The difference of two gradients of
-#   a ReLU net is not quite linear in v (the kinks), which slows power iteration down. The
-#   degradation run's nets, three seeds (`results/sharpness.md`), end the same way: five of the
-#   six ResNets below their plain twins, and not one estimate converged.
+#   a ReLU net is not quite linear in v (the kinks), so power iteration need not settle on an
+#   exact eigenvector. The degradation run's nets, three seeds (`results/sharpness.md`), end the
+#   same way: five of the six ResNets below their plain twins, and not one estimate converged.
 #
 # ## Summary
 #
