@@ -14,9 +14,7 @@ QUICK = {"depth": 14, "widths": [4, 8, 16], "epochs": 3, "limit": 256}
 
 def add_arguments(parser):
     recipe = identity.RECIPE
-    parser.add_argument("--variants", nargs="+", choices=list(identity.VARIANTS),
-                        default=list(identity.VARIANTS), metavar="VARIANT",
-                        help=f"any of {', '.join(identity.VARIANTS)} (default: all)")
+    options.add_variants(parser, identity.VARIANTS)
     parser.add_argument("--depth", type=options.cifar_depth, default=None,
                         help=f"layers, 6n + 2 ({default('depth', FULL, QUICK)}; the paper's: "
                              "110)")

@@ -21,9 +21,7 @@ QUICK = {"depths": [8], "seeds": 2, "epochs": 1, "limit": 64}
 def add_arguments(parser):
     options.add_depths(parser, default=normfree.DEPTHS)
     parser.set_defaults(depths=None)  # unset: FULL's, or QUICK's with --quick
-    parser.add_argument("--variants", nargs="+", choices=normfree.VARIANTS,
-                        default=list(normfree.VARIANTS), metavar="VARIANT",
-                        help=f"any of {', '.join(normfree.VARIANTS)} (default: all)")
+    options.add_variants(parser, normfree.VARIANTS)
     parser.add_argument("--seeds", type=options.seed_count, default=None, metavar="N",
                         help="number of seeds, each a run of every variant ("
                              + default("seeds", FULL, QUICK) + ")")

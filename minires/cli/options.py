@@ -186,6 +186,12 @@ def add_depths(parser, default):
     )
 
 
+def add_variants(parser, variants):
+    """--variants: any of ``variants``, all of them by default."""
+    parser.add_argument("--variants", nargs="+", choices=list(variants), default=list(variants),
+                        metavar="VARIANT", help=f"any of {', '.join(variants)} (default: all)")
+
+
 def add_progress(parser):
     parser.add_argument(
         "--no-progress", dest="progress", action="store_false", help="no progress bars"

@@ -24,9 +24,7 @@ def add_arguments(parser):
     parser.add_argument("--seeds", type=options.seed_count, default=None,
                         help="nets drawn per variant and depth, seeds --seed, --seed + 1, ... ("
                              + default("seeds", FULL, QUICK) + ")")
-    parser.add_argument("--variants", nargs="+", choices=shatter.VARIANTS,
-                        default=list(shatter.VARIANTS), metavar="VARIANT",
-                        help=f"any of {', '.join(shatter.VARIANTS)} (default: all)")
+    options.add_variants(parser, shatter.VARIANTS)
     parser.add_argument("--quick", action="store_true",
                         help=f"depths 1..{QUICK['max_depth']}, width {QUICK['width']}, "
                              f"{QUICK['seeds']} seeds, unless given (seconds, for a first look)")

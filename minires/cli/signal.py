@@ -14,9 +14,7 @@ QUICK = {"depths": [8, 14], "batch_size": 16}
 def add_arguments(parser):
     options.add_depths(parser, default=signal.DEPTHS)
     parser.set_defaults(depths=None)  # unset: FULL's, or QUICK's with --quick
-    parser.add_argument("--variants", nargs="+", choices=signal.VARIANTS,
-                        default=list(signal.VARIANTS), metavar="VARIANT",
-                        help=f"any of {', '.join(signal.VARIANTS)} (default: all)")
+    options.add_variants(parser, signal.VARIANTS)
     parser.add_argument("--batch-size", type=options.at_most(options.positive_int, 1438),
                         default=None, help="images in the batch (at least 2: batch norm needs "
                         "a batch; at most the 1438 training digits; "

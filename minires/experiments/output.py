@@ -32,6 +32,16 @@ def jsonable(obj):
     return obj
 
 
+def claim_lines(claims):
+    """The lines a ``table`` ends with: a blank one, then per claim "[holds] CLAIM" (or "[does not
+    hold] CLAIM") and its detail, indented. No claims: no lines."""
+    lines = [""] if claims else []
+    for c in claims.values():
+        lines += [f"[{'holds' if c['holds'] else 'does not hold'}] {c['claim']}",
+                  f"    {c['detail']}"]
+    return lines
+
+
 def duration(seconds):
     """"12 s" below two minutes, else "3.4 min"."""
     return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"

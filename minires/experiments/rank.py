@@ -52,7 +52,7 @@ import numpy as np
 from .. import backend, data, fast, machine
 from ..autograd import Tensor, no_grad
 from . import nets, surgery
-from .output import Output, progress_bar, save_figure
+from .output import Output, claim_lines, progress_bar, save_figure
 
 VARIANTS = ("plain", "resnet", "plain_nobn", "resnet_nobn", "resnet_nobn_small")
 LABELS = {"plain": "plain, BN", "resnet": "ResNet, BN", "plain_nobn": "plain, no BN",
@@ -316,12 +316,7 @@ def table(summary, claims):
             lines.append(f"{LABELS[variant]:>30} {depth:>5} {np.mean(c['input']):6.1f} "
                          f"{np.mean(c['first']):6.1f} {np.mean(c['last']):6.1f} {ratio:>22} "
                          f"{np.mean(c['last_stable']):18.2f}")
-    if claims:
-        lines.append("")
-    for c in claims.values():
-        lines.append(f"[{'holds' if c['holds'] else 'does not hold'}] {c['claim']}")
-        lines.append(f"    {c['detail']}")
-    return "\n".join(lines)
+    return "\n".join(lines + claim_lines(claims))
 
 
 def run(out, *, depths=DEPTHS, variants=VARIANTS, seeds=SEEDS, batch_size=BATCH, train_set=None,

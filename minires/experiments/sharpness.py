@@ -67,7 +67,7 @@ from .. import backend, data, fast, machine, nn
 from .. import functional as F
 from ..autograd import Function, Tensor, no_grad
 from . import nets, surgery
-from .output import Output, duration, progress_bar, save_figure
+from .output import Output, claim_lines, duration, progress_bar, save_figure
 
 EPS = 1e-6       # the central difference's step, float64, for a smooth loss
 EPS_TRAINED = 1e-2  # ... for the trained ReLU nets: the curvature at the scale of an SGD step
@@ -551,12 +551,7 @@ def table(edge, trained, claims):
                 lines.append(f"{nets.pretty(name):>10} {seed:>4} {r['lambda_max']:10.2f} "
                              f"{r['second_difference']:8.2f} {r['loss']:7.4f} "
                              f"{r['iterations']:8d} {str(r['converged']):>9}   {by_eps}")
-    if claims:
-        lines.append("")
-    for c in claims.values():
-        lines.append(f"[{'holds' if c['holds'] else 'does not hold'}] {c['claim']}")
-        lines.append(f"    {c['detail']}")
-    return "\n".join(lines)
+    return "\n".join(lines + claim_lines(claims))
 
 
 def run(out, *, parts=("edge", "trained"), lrs=LRS, steps=STEPS, every=EVERY, width=WIDTH,
